@@ -1,0 +1,40 @@
+# Two commands: `make demo` and `make test`. Both set up what is missing first:
+# a virtualenv in .venv/ from requirements.txt and Fashion-MNIST's idx files.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+
+.PHONY: setup venv data demo demo-ce test test-all benchmark clean
+
+setup: venv data
+
+venv: $(STAMP)
+
+# Reinstalled only when requirements.txt changes; a second run starts in seconds.
+$(STAMP): requirements.txt
+	PYTHON=$(PYTHON) VENV=$(VENV) sh scripts/setup_venv.sh
+	touch $@
+
+data:
+	@FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) sh scripts/ensure_data.sh
+
+demo: setup
+	$(PY) -m supcon_tf.run --flagfile=experiments/fashion_mnist.cfg
+
+demo-ce: setup
+	$(PY) -m supcon_tf.run --flagfile=experiments/fashion_mnist_ce.cfg
+
+# The default suite (what CI runs). Slow tests are marked and left to test-all.
+test: setup
+	$(PY) -m pytest -q tests
+
+test-all: setup
+	$(PY) -m pytest -q --runslow tests
+
+benchmark: setup
+	$(PY) benchmarks/loss_benchmark.py
+
+clean:
+	rm -rf runs

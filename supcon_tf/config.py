@@ -1,0 +1,289 @@
+"""The one place where defaults live: frozen dataclasses and enums. No TensorFlow.
+
+Every leaf field becomes an absl flag (see `flags.py`). Flag names follow the
+authors' release (google-research/supcon) where one exists: sections other than
+the two stages use the field name as the flag name; `StageConfig` fields become
+`--stage_1_<field>` and `--stage_2_<field>`. The field's `help` metadata is the
+flag's help text.
+"""
+
+import dataclasses
+import enum
+import json
+from typing import Tuple
+
+
+def field(default, help: str, **kwargs):  # pylint: disable=redefined-builtin
+  """A dataclass field with a help string (used for the flag)."""
+  if isinstance(default, (list, dict)):
+    raise TypeError("use tuples for sequence defaults")
+  return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+class Mode(enum.Enum):
+  TRAIN = "train"
+  EVAL = "eval"
+  TRAIN_THEN_EVAL = "train_then_eval"
+
+
+class StrategyType(enum.Enum):
+  DEFAULT = "default"
+  MIRRORED = "mirrored"
+  TPU = "tpu"
+  MULTI_WORKER = "multi_worker"
+
+
+class Optimizer(enum.Enum):
+  MOMENTUM = "momentum"
+  LARS = "lars"
+
+
+class LearningRateDecay(enum.Enum):
+  COSINE = "cosine"
+  NONE = "none"
+
+
+class ResNetArchitecture(enum.Enum):
+  RESNET_V1 = "resnet_v1"
+
+
+class ContrastMode(enum.Enum):
+  ALL_VIEWS = "all_views"
+  ONE_VIEW = "one_view"
+
+
+class SummationLocation(enum.Enum):
+  OUTSIDE = "outside"
+  INSIDE = "inside"
+
+
+class DenominatorMode(enum.Enum):
+  ALL = "all"
+  ONE_POSITIVE = "one_positive"
+  ONLY_NEGATIVES = "only_negatives"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  dataset: str = field(
+      "fashion_mnist", "Dataset name. This release reads fashion_mnist (TFDS "
+      "copy under --data_dir if prepared there, else Debian's idx files).")
+  data_dir: str = field("", "TFDS data directory; empty: TFDS is not used.")
+  fashion_mnist_dir: str = field(
+      "/usr/share/datasets/fashion-mnist",
+      "Directory with Fashion-MNIST's idx files (Debian package "
+      "dataset-fashion-mnist).")
+  image_size: int = field(28, "Side length of the images fed to the encoder.")
+  num_views: int = field(2, "Augmented views per image in contrastive stages.")
+  crop_area_range: Tuple[float, float] = field(
+      (0.08, 1.0), "Random resized crop: range of the crop's area fraction.")
+  crop_aspect_range: Tuple[float, float] = field(
+      (0.75, 4.0 / 3.0), "Random resized crop: range of the aspect ratio.")
+  flip: bool = field(True, "Random horizontal flip in training.")
+  augmentation_magnitude: float = field(
+      0.5, "SimCLR colour-jitter strength (RGB images only).")
+  grayscale_probability: float = field(0.2, "Random grayscale probability (RGB only).")
+  num_train_examples: int = field(
+      0, "Use only the first N training examples (0: all). For smoke runs.")
+  num_eval_examples: int = field(0, "Use only the first N test examples (0: all).")
+  seed: int = field(0, "Seed of the input order and the augmentations.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  resnet_architecture: ResNetArchitecture = field(
+      ResNetArchitecture.RESNET_V1, "Encoder family.")
+  resnet_depth: int = field(50, "ResNet depth (18, 34, 50, 101, 152, 200).")
+  resnet_width: float = field(1.0, "Width multiplier of the ResNet channels.")
+  first_conv_kernel_size: int = field(
+      7, "Stem convolution kernel: 7 for ImageNet, 3 for small images.")
+  first_conv_stride: int = field(2, "Stem convolution stride: 2 ImageNet, 1 small.")
+  use_initial_max_pool: bool = field(
+      True, "3x3/2 max-pool after the stem (ImageNet stem); off for small images.")
+  projection_head_layers: Tuple[int, ...] = field(
+      (2048, 128), "Units of each dense layer of the projection head; the "
+      "output of the last is L2-normalised.")
+  use_projection_batch_norm: bool = field(
+      False, "Batch norm after the hidden dense layers of the projection head.")
+  normalize_embedding: bool = field(
+      True, "L2-normalise the encoder output before the heads (as the authors).")
+  stop_gradient_before_classification_head: bool = field(
+      True, "No gradient from the classifier into the encoder (linear evaluation).")
+  zero_initialize_classifier: bool = field(False, "Zero-initialise the classifier.")
+  batch_norm_momentum: float = field(0.9, "Batch norm moving-average momentum.")
+  batch_norm_epsilon: float = field(1e-5, "Batch norm epsilon.")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  use_labels: bool = field(
+      True, "SupCon (positives from labels) if true, SimCLR if false.")
+  temperature: float = field(0.1, "Temperature of the contrastive loss.")
+  scale_by_temperature: bool = field(True, "Multiply the loss by the temperature.")
+  contrast_mode: ContrastMode = field(ContrastMode.ALL_VIEWS, "Which views are anchors.")
+  summation_location: SummationLocation = field(
+      SummationLocation.OUTSIDE, "outside: Eq. 2 (L_out); inside: Eq. 3 (L_in).")
+  denominator_mode: DenominatorMode = field(
+      DenominatorMode.ALL, "Which views enter the softmax denominator.")
+  positives_cap: int = field(
+      -1, "Max positives other than the anchor's own views (-1: no cap). "
+      "Multiple of num_views.")
+  label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy loss.")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+  """One training stage. Flags: --stage_1_<field>, --stage_2_<field>."""
+  epochs: float = field(0.0, "Epochs of this stage.")
+  steps: int = field(0, "If > 0, overrides epochs (for smoke runs).")
+  warmup_epochs: float = field(0.0, "Linear learning-rate warmup epochs.")
+  base_learning_rate: float = field(
+      0.1, "Learning rate for a batch of 256; the used rate is base*batch/256.")
+  optimizer: Optimizer = field(Optimizer.MOMENTUM, "Optimizer.")
+  momentum: float = field(0.9, "Momentum of SGD and LARS.")
+  lars_eta: float = field(0.001, "LARS trust coefficient.")
+  learning_rate_decay: LearningRateDecay = field(
+      LearningRateDecay.COSINE, "Decay after warmup.")
+  weight_decay: float = field(0.0, "L2 weight decay on conv/dense kernels.")
+  contrastive_loss_weight: float = field(0.0, "Weight of the contrastive loss.")
+  cross_entropy_loss_weight: float = field(0.0, "Weight of the cross-entropy loss.")
+  update_encoder_batch_norm: bool = field(
+      True, "Update the encoder's batch-norm statistics in this stage.")
+
+
+def _stage_1_default():
+  return StageConfig(epochs=700, warmup_epochs=12, base_learning_rate=0.3,
+                     optimizer=Optimizer.LARS, contrastive_loss_weight=1.0)
+
+
+def _stage_2_default():
+  return StageConfig(epochs=90, warmup_epochs=0, base_learning_rate=0.05,
+                     cross_entropy_loss_weight=1.0, update_encoder_batch_norm=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+  mode: Mode = field(Mode.TRAIN_THEN_EVAL, "train, eval or train_then_eval.")
+  model_dir: str = field("", "Checkpoints, summaries and config.json go here.")
+  strategy: StrategyType = field(StrategyType.DEFAULT, "Distribution strategy.")
+  num_virtual_cpus: int = field(
+      0, "With --strategy=mirrored and no GPU: split the CPU into N logical devices.")
+  tpu: str = field("", "TPU name or address (implies --strategy=tpu).")
+  batch_size: int = field(2048, "Global training batch size (all replicas).")
+  eval_batch_size: int = field(1024, "Global evaluation batch size.")
+  steps_per_loop: int = field(100, "Train steps per call into the compiled loop.")
+  checkpoint_steps: int = field(1000, "Save a checkpoint every N steps (and at the "
+                                      "end of each stage).")
+  keep_checkpoint_max: int = field(3, "Checkpoints kept.")
+  log_steps: int = field(0, "Progress line every N steps (0: every loop).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  loss: LossConfig = LossConfig()
+  stage_1: StageConfig = dataclasses.field(default_factory=_stage_1_default)
+  stage_2: StageConfig = dataclasses.field(default_factory=_stage_2_default)
+  runtime: RuntimeConfig = RuntimeConfig()
+
+  def to_dict(self):
+    def convert(value):
+      if isinstance(value, enum.Enum):
+        return value.value
+      if isinstance(value, tuple):
+        return [convert(v) for v in value]
+      if dataclasses.is_dataclass(value):
+        return {f.name: convert(getattr(value, f.name))
+                for f in dataclasses.fields(value)}
+      return value
+    return convert(self)
+
+  def to_json(self):
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, d):
+    """Inverse of `to_dict` (for config.json)."""
+    def build(dc_type, values):
+      kwargs = {}
+      for f in dataclasses.fields(dc_type):
+        if f.name not in values:
+          continue
+        v = values[f.name]
+        if dataclasses.is_dataclass(f.type):
+          kwargs[f.name] = build(f.type, v)
+        elif isinstance(f.type, type) and issubclass(f.type, enum.Enum):
+          kwargs[f.name] = f.type(v)
+        elif isinstance(v, list):
+          kwargs[f.name] = tuple(v)
+        else:
+          kwargs[f.name] = v
+      return dc_type(**kwargs)
+    return build(cls, d)
+
+
+SECTIONS = ("data", "model", "loss", "stage_1", "stage_2", "runtime")
+STAGE_SECTIONS = ("stage_1", "stage_2")
+
+
+def flag_name(section: str, field_name: str) -> str:
+  """The flag for a config leaf: stage fields are prefixed, others are bare."""
+  return f"{section}_{field_name}" if section in STAGE_SECTIONS else field_name
+
+
+class ConfigError(ValueError):
+  """A configuration that cannot run. The message is one line for the user."""
+
+
+def validate(config: Config) -> None:
+  """Checks that need no TensorFlow and no data. Raises ConfigError."""
+  d, m, l, r = config.data, config.model, config.loss, config.runtime
+  def check(cond, msg):
+    if not cond:
+      raise ConfigError(msg)
+  check(d.image_size >= 8, f"--image_size must be >= 8, got {d.image_size}")
+  check(d.num_views >= 1, f"--num_views must be >= 1, got {d.num_views}")
+  for name, (lo, hi) in (("crop_area_range", d.crop_area_range),
+                         ("crop_aspect_range", d.crop_aspect_range)):
+    check(0 < lo <= hi, f"--{name} must be two numbers 0 < lo <= hi, got {lo},{hi}")
+  check(d.crop_area_range[1] <= 1.0, "--crop_area_range upper bound must be <= 1")
+  check(0 <= d.grayscale_probability <= 1, "--grayscale_probability must be in [0, 1]")
+  check(d.num_train_examples >= 0 and d.num_eval_examples >= 0,
+        "--num_train_examples/--num_eval_examples must be >= 0")
+  check(m.resnet_depth in (18, 34, 50, 101, 152, 200),
+        f"--resnet_depth must be one of 18, 34, 50, 101, 152, 200, got {m.resnet_depth}")
+  check(m.resnet_width > 0, f"--resnet_width must be > 0, got {m.resnet_width}")
+  check(m.first_conv_kernel_size in (3, 5, 7), "--first_conv_kernel_size must be 3, 5 or 7")
+  check(m.first_conv_stride in (1, 2), "--first_conv_stride must be 1 or 2")
+  check(len(m.projection_head_layers) >= 1 and all(u > 0 for u in m.projection_head_layers),
+        "--projection_head_layers must list positive layer sizes")
+  check(0 <= m.batch_norm_momentum < 1, "--batch_norm_momentum must be in [0, 1)")
+  check(l.temperature > 0, f"--temperature must be > 0, got {l.temperature}")
+  check(l.positives_cap == -1 or (l.positives_cap >= 0 and
+                                  l.positives_cap % d.num_views == 0),
+        f"--positives_cap must be -1 or a multiple of --num_views ({d.num_views}), "
+        f"got {l.positives_cap}")
+  check(0 <= l.label_smoothing < 1, "--label_smoothing must be in [0, 1)")
+  for name in STAGE_SECTIONS:
+    s = getattr(config, name)
+    check(s.epochs >= 0 and s.steps >= 0, f"--{name}_epochs/--{name}_steps must be >= 0")
+    check(s.base_learning_rate >= 0, f"--{name}_base_learning_rate must be >= 0")
+    check(s.weight_decay >= 0, f"--{name}_weight_decay must be >= 0")
+    check(s.warmup_epochs >= 0, f"--{name}_warmup_epochs must be >= 0")
+    check(s.contrastive_loss_weight >= 0 and s.cross_entropy_loss_weight >= 0,
+          f"--{name} loss weights must be >= 0")
+    if s.epochs > 0 or s.steps > 0:
+      check(s.contrastive_loss_weight > 0 or s.cross_entropy_loss_weight > 0,
+            f"{name} trains but both --{name}_contrastive_loss_weight and "
+            f"--{name}_cross_entropy_loss_weight are 0")
+  check(config.stage_1.epochs > 0 or config.stage_1.steps > 0 or
+        config.stage_2.epochs > 0 or config.stage_2.steps > 0 or
+        r.mode == Mode.EVAL, "nothing to train: both stages have 0 epochs and 0 steps")
+  check(r.batch_size > 0, f"--batch_size must be > 0, got {r.batch_size}")
+  check(r.eval_batch_size > 0, f"--eval_batch_size must be > 0, got {r.eval_batch_size}")
+  check(r.steps_per_loop > 0, f"--steps_per_loop must be > 0, got {r.steps_per_loop}")
+  check(r.checkpoint_steps > 0, f"--checkpoint_steps must be > 0, got {r.checkpoint_steps}")
+  check(r.keep_checkpoint_max > 0, "--keep_checkpoint_max must be > 0")
+  check(r.num_virtual_cpus >= 0, "--num_virtual_cpus must be >= 0")
+  check(bool(r.model_dir), "--model_dir is required")

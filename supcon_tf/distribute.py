@@ -1,0 +1,93 @@
+"""Distribution strategies from the config, and small replica helpers."""
+
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from supcon_tf.config import ConfigError, StrategyType
+
+
+def configure_virtual_cpus(num: int) -> None:
+  """Splits the first physical CPU into `num` logical devices (for tests/CI).
+
+  Must run before TensorFlow initialises its devices. Idempotent when the
+  same (or a larger) split is already in place.
+  """
+  cpus = tf.config.list_physical_devices("CPU")
+  current = tf.config.get_logical_device_configuration(cpus[0])
+  if current is not None and len(current) >= num:
+    return
+  try:
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * num)
+  except RuntimeError as e:
+    raise ConfigError(f"cannot split the CPU into {num} devices after TensorFlow "
+                      f"initialised its devices: {e}") from None
+
+
+def create_strategy(strategy_type: StrategyType, tpu: str = "",
+                    num_virtual_cpus: int = 0) -> tf.distribute.Strategy:
+  """Creates the strategy. Raises ConfigError with a one-line reason on failure."""
+  if strategy_type == StrategyType.TPU:
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+      tf.config.experimental_connect_to_cluster(resolver)
+      tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as e:
+      raise ConfigError(f"cannot reach TPU {tpu!r}: {str(e).splitlines()[0]}") from None
+    return tf.distribute.TPUStrategy(resolver)
+  if strategy_type == StrategyType.MIRRORED:
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+      return tf.distribute.MirroredStrategy()
+    if num_virtual_cpus > 1:
+      configure_virtual_cpus(num_virtual_cpus)
+      devices = [f"/cpu:{i}" for i in range(num_virtual_cpus)]
+      return tf.distribute.MirroredStrategy(
+          devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.MirroredStrategy(["/cpu:0"])
+  if strategy_type == StrategyType.MULTI_WORKER:
+    tf_config = os.environ.get("TF_CONFIG", "")
+    try:
+      cluster = json.loads(tf_config)["cluster"] if tf_config else None
+    except (ValueError, KeyError, TypeError):
+      raise ConfigError("TF_CONFIG is not valid JSON with a 'cluster' key") from None
+    if not cluster:
+      raise ConfigError("--strategy=multi_worker needs the TF_CONFIG environment "
+                        "variable (cluster and task)")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None:
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True on the worker that writes summaries, configs and checkpoints."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not isinstance(strategy,
+                                        tf.distribute.MultiWorkerMirroredStrategy):
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  return task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and
+                                          "chief" not in resolver.cluster_spec().jobs)
+
+
+def check_batch_divisible(batch_size: int, num_replicas: int, name: str) -> int:
+  """Per-replica batch; ConfigError unless `batch_size` divides by replicas."""
+  if batch_size % num_replicas:
+    raise ConfigError(f"--{name}={batch_size} is not divisible by the "
+                      f"{num_replicas} replicas in sync")
+  return batch_size // num_replicas
+
+
+def log_strategy(strategy: tf.distribute.Strategy) -> None:
+  logging.info("strategy %s with %d replicas in sync", type(strategy).__name__,
+               strategy.num_replicas_in_sync)

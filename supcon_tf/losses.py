@@ -1,0 +1,308 @@
+"""Contrastive losses: SupCon (Khosla et al. 2020, Eq. 2 and 3) and SimCLR (Eq. 1).
+
+`supcon_loss` is pure math plus one thing a distributed loss cannot avoid: when it
+runs inside a `tf.distribute` replica context with more than one replica, it gathers
+the projections (and integer labels) of every replica with
+`ReplicaContext.all_gather`, so that each replica's views are anchors against the
+views of the *global* batch. `all_gather` is differentiable: the gradient reaching a
+replica's features is the sum over replicas of the upstream gradients for its slice.
+
+Loss scaling under replicas: if every replica reduces its per-sample losses as
+`sum(per_sample) / global_batch`, the implicit all-reduce-sum of the gradients
+(done by the optimizer) yields exactly the gradient of the mean loss over the
+global batch on one device. `per_replica_mean` below does that reduction.
+
+The function takes no strategy object and reads no flags.
+"""
+
+from typing import Optional, Union
+
+import tensorflow as tf
+import tf_keras as keras
+
+from supcon_tf.config import ContrastMode, DenominatorMode, SummationLocation
+
+__all__ = [
+    "ContrastMode",
+    "Summation",
+    "Denominator",
+    "supcon_loss",
+    "per_replica_mean",
+    "SupConLoss",
+]
+
+
+# The mode enums live in config.py (no TensorFlow there) so that flags, configs and
+# the loss share one definition.
+Summation = SummationLocation
+Denominator = DenominatorMode
+
+
+def _as_enum(value, enum_cls, arg_name):
+  if isinstance(value, enum_cls):
+    return value
+  if isinstance(value, str):
+    try:
+      return enum_cls(value.lower())
+    except ValueError:
+      pass
+  choices = "|".join(m.value for m in enum_cls)
+  raise ValueError(f"{arg_name} must be one of {choices} (or a {enum_cls.__name__}),"
+                   f" got {value!r}")
+
+
+# Finite stand-in for log(0) in masked log-sum-exps. Finite (not -inf) so that no
+# inf - inf or 0 * inf can appear in the forward pass or in any gradient.
+_LOG_ZERO = -1e30
+
+
+def _masked_logsumexp(x, mask, axis):
+  return tf.reduce_logsumexp(tf.where(mask, x, _LOG_ZERO), axis=axis)
+
+
+def _replica_info():
+  """(replica context or None, number of replicas in sync)."""
+  ctx = tf.distribute.get_replica_context()
+  if ctx is None:  # cross-replica context: nothing to gather, treat as one device
+    return None, 1
+  return ctx, ctx.num_replicas_in_sync
+
+
+def _static_value(x):
+  """`x` as a Python float when known before running (number, NumPy scalar, eager
+  or constant tensor), else None (e.g. a variable or a placeholder)."""
+  if isinstance(x, tf.Variable):
+    return None
+  if tf.is_tensor(x):
+    x = tf.get_static_value(x)
+    if x is None:
+      return None
+  try:
+    return float(x)
+  except (TypeError, ValueError):
+    return None
+
+
+def _validate(features, labels, temperature, num_views, positives_cap):
+  if features.shape.rank != 3:
+    raise ValueError("features must have rank 3 [batch, views, dim], got shape "
+                     f"{features.shape}")
+  if num_views is None or features.shape[2] is None:
+    raise ValueError("features must have static views and dim dimensions, got "
+                     f"shape {features.shape}")
+  if num_views < 1:
+    raise ValueError(f"features must have at least 1 view, got shape {features.shape}")
+  if not features.dtype.is_floating:
+    raise ValueError(f"features must be a float tensor, got {features.dtype.name}")
+  static_temperature = _static_value(temperature)
+  if static_temperature is not None and not static_temperature > 0:
+    raise ValueError(f"temperature must be > 0, got {static_temperature}")
+  if not isinstance(positives_cap, int) or isinstance(positives_cap, bool):
+    raise ValueError(f"positives_cap must be an int, got {positives_cap!r}")
+  if positives_cap < -1:
+    raise ValueError(f"positives_cap must be -1 (no cap) or >= 0, got {positives_cap}")
+  if positives_cap > 0 and positives_cap % num_views:
+    raise ValueError(f"positives_cap ({positives_cap}) must be a multiple of the "
+                     f"number of views ({num_views})")
+  if labels is not None:
+    if labels.shape.rank not in (1, 2):
+      raise ValueError("labels must be integer class ids [batch] or one-hot "
+                       f"[batch, classes], got shape {labels.shape}")
+    if labels.shape.rank == 1 and not labels.dtype.is_integer:
+      raise ValueError("rank-1 labels must be integer class ids, got dtype "
+                       f"{labels.dtype.name}")
+    b_feat, b_lab = features.shape[0], labels.shape[0]
+    if b_feat is not None and b_lab is not None and b_feat != b_lab:
+      raise ValueError(f"labels batch ({b_lab}) != features batch ({b_feat})")
+
+
+def supcon_loss(features,
+                labels=None,
+                *,
+                temperature: Union[float, tf.Tensor] = 0.1,
+                contrast_mode: Union[str, ContrastMode] = "all_views",
+                summation: Union[str, Summation] = "outside",
+                denominator: Union[str, Denominator] = "all",
+                positives_cap: int = -1,
+                scale_by_temperature: bool = True) -> tf.Tensor:
+  """Supervised contrastive loss; SimCLR's NT-Xent when `labels` is None.
+
+  Args:
+    features: [batch, views, dim] float tensor (any float dtype; math in float32).
+      Usually L2-normalised projections; unnormalised inputs are handled stably.
+    labels: None (each sample of the global batch is its own class), integer class
+      ids [batch], or one-hot / multi-hot [batch, classes] (argmax is used).
+    temperature: tau > 0.
+    contrast_mode: "all_views" (every view is an anchor) or "one_view" (view 0).
+    summation: "outside" (Eq. 2, L_out) or "inside" (Eq. 3, L_in).
+    denominator: "all", "one_positive" or "only_negatives".
+    positives_cap: -1 for no cap; otherwise at most this many positives other than
+      the anchor's own views: each anchor keeps the first `cap // views` other
+      samples of its class in global batch order, with all their views. Capped-out
+      positives are neither positives nor negatives. Must divide by `views`.
+    scale_by_temperature: multiply the loss by tau (as the authors' release does),
+      which keeps gradient magnitudes independent of tau.
+
+  Returns:
+    float32 [batch]: per-sample loss, the mean over that sample's anchor views. An
+    anchor with no positive (or, with `only_negatives`, no negative) contributes 0.
+
+  Raises:
+    ValueError: bad ranks/shapes/dtypes, unknown modes, tau <= 0, bad cap.
+  """
+  features = tf.convert_to_tensor(features)
+  labels = None if labels is None else tf.convert_to_tensor(labels)
+  contrast_mode = _as_enum(contrast_mode, ContrastMode, "contrast_mode")
+  summation = _as_enum(summation, Summation, "summation")
+  denominator = _as_enum(denominator, Denominator, "denominator")
+  num_views = features.shape[1] if features.shape.rank == 3 else None
+  _validate(features, labels, temperature, num_views, positives_cap)
+
+  features = tf.cast(features, tf.float32)
+  if labels is not None and labels.shape.rank == 2:
+    labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
+  elif labels is not None:
+    labels = tf.cast(labels, tf.int32)
+  temperature = tf.cast(temperature, tf.float32)
+  local_batch = tf.shape(features)[0]
+
+  # Gather the global batch (identity on one replica).
+  ctx, num_replicas = _replica_info()
+  if num_replicas > 1:
+    global_features = ctx.all_gather(features, axis=0)
+    # Offset of this replica's samples in the global batch. Local batches may
+    # differ in size (the last eval batch), so gather the sizes.
+    sizes = ctx.all_gather(tf.reshape(local_batch, [1]), axis=0)
+    replica_id = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+    offset = tf.reduce_sum(tf.where(tf.range(num_replicas) < replica_id, sizes, 0))
+    global_labels = None if labels is None else ctx.all_gather(labels, axis=0)
+  else:
+    global_features, offset, global_labels = features, 0, labels
+  global_batch = tf.shape(global_features)[0]
+
+  # Sample-level masks [local_batch, global_batch].
+  anchor_index = offset + tf.range(local_batch)
+  is_self_sample = anchor_index[:, None] == tf.range(global_batch)[None, :]
+  if labels is None:
+    same_class = is_self_sample
+  else:
+    same_class = labels[:, None] == global_labels[None, :]
+  kept_same = same_class
+  if positives_cap >= 0:
+    # Keep the first cap // views other samples of the class in global order.
+    other_same = tf.logical_and(same_class, tf.logical_not(is_self_sample))
+    rank = tf.cumsum(tf.cast(other_same, tf.int32), axis=1)
+    kept_other = tf.logical_and(other_same, rank <= positives_cap // num_views)
+    kept_same = tf.logical_or(kept_other, is_self_sample)
+
+  # View-level layout: rows are anchors, ordered view-major
+  # ([v0 of every local sample, v1 of every local sample, ...]); columns are the
+  # global views, view-major likewise.
+  num_anchor_views = num_views if contrast_mode == ContrastMode.ALL_VIEWS else 1
+  contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
+                        [num_views * global_batch, -1])
+  anchors = tf.reshape(tf.transpose(features[:, :num_anchor_views], [1, 0, 2]),
+                       [num_anchor_views * local_batch, -1])
+  logits = tf.matmul(anchors, contrast, transpose_b=True) / temperature
+
+  tile = [num_anchor_views, num_views]
+  anchor_view = tf.repeat(tf.range(num_anchor_views), local_batch)
+  contrast_view = tf.repeat(tf.range(num_views), global_batch)
+  same_view = anchor_view[:, None] == contrast_view[None, :]
+  is_self = tf.logical_and(tf.tile(is_self_sample, tile), same_view)
+  not_self = tf.logical_not(is_self)
+  positives = tf.logical_and(tf.tile(kept_same, tile), not_self)
+  negatives = tf.logical_not(tf.tile(same_class, tile))
+  num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), axis=1)
+
+  # log of the softmax denominator for each (anchor, positive) pair.
+  if denominator == Denominator.ALL:
+    log_denom = _masked_logsumexp(logits, tf.logical_or(positives, negatives), 1)[:, None]
+    has_denom = tf.ones_like(num_positives, tf.bool)
+  else:
+    log_neg = _masked_logsumexp(logits, negatives, 1)[:, None]
+    if denominator == Denominator.ONE_POSITIVE:
+      # log(exp(l_ip) + sum_n exp(l_in)), stably.
+      log_denom = tf.reduce_logsumexp(
+          tf.stack([logits, tf.broadcast_to(log_neg, tf.shape(logits))]), axis=0)
+      has_denom = tf.ones_like(num_positives, tf.bool)
+    else:
+      log_denom = log_neg
+      has_denom = tf.reduce_any(negatives, axis=1)
+  log_prob = logits - log_denom  # log p_ip for every column; used only on positives
+
+  safe_num_positives = tf.maximum(num_positives, 1.0)
+  if summation == Summation.OUTSIDE:
+    anchor_loss = -tf.reduce_sum(tf.where(positives, log_prob, 0.0), axis=1) / (
+        safe_num_positives)
+  else:
+    anchor_loss = -(_masked_logsumexp(log_prob, positives, 1) -
+                    tf.math.log(safe_num_positives))
+  valid = tf.logical_and(num_positives > 0, has_denom)
+  anchor_loss = tf.where(valid, anchor_loss, 0.0)
+  if scale_by_temperature:
+    anchor_loss *= temperature
+  return tf.reduce_mean(tf.reshape(anchor_loss, [num_anchor_views, local_batch]), axis=0)
+
+
+def per_replica_mean(per_sample_loss, global_batch_size: Optional[int] = None):
+  """Reduces per-sample losses so that summing over replicas gives the global mean.
+
+  Each replica returns sum(local losses) / global_batch: the all-reduce-sum of the
+  gradients that optimizers do under `tf.distribute` then equals the gradient of
+  the global-batch mean on one device. `global_batch_size` defaults to the local
+  batch times the number of replicas in sync.
+  """
+  per_sample_loss = tf.cast(per_sample_loss, tf.float32)
+  if global_batch_size is None:
+    _, num_replicas = _replica_info()
+    global_batch_size = tf.cast(tf.shape(per_sample_loss)[0] * num_replicas, tf.float32)
+  return tf.reduce_sum(per_sample_loss) / tf.cast(global_batch_size, tf.float32)
+
+
+class SupConLoss(keras.losses.Loss):
+  """Keras `Loss` wrapper around `supcon_loss` for `model.compile` users.
+
+  `y_true` are the labels (integer ids [batch] or one-hot; pass `use_labels=False`
+  for SimCLR), `y_pred` the [batch, views, dim] projections. The per-sample losses
+  are reduced by Keras according to `reduction`.
+  """
+
+  def __init__(self,
+               temperature=0.1,
+               contrast_mode="all_views",
+               summation="outside",
+               denominator="all",
+               positives_cap=-1,
+               scale_by_temperature=True,
+               use_labels=True,
+               reduction=keras.losses.Reduction.AUTO,
+               name="supcon_loss"):
+    super().__init__(reduction=reduction, name=name)
+    # Validate the modes now rather than at the first call.
+    self._kwargs = dict(
+        temperature=temperature,
+        contrast_mode=_as_enum(contrast_mode, ContrastMode, "contrast_mode").value,
+        summation=_as_enum(summation, Summation, "summation").value,
+        denominator=_as_enum(denominator, Denominator, "denominator").value,
+        positives_cap=positives_cap,
+        scale_by_temperature=scale_by_temperature)
+    if not temperature > 0:
+      raise ValueError(f"temperature must be > 0, got {temperature}")
+    self.use_labels = use_labels
+
+  def call(self, y_true, y_pred):
+    labels = y_true if self.use_labels else None
+    if labels is not None:
+      labels = tf.convert_to_tensor(labels)
+      if labels.shape.rank == 2 and labels.shape[-1] == 1:  # Keras' [batch, 1] ids
+        labels = tf.squeeze(labels, -1)
+      if labels.shape.rank == 1 and not labels.dtype.is_integer:
+        labels = tf.cast(labels, tf.int32)
+    return supcon_loss(y_pred, labels, **self._kwargs)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(self._kwargs)
+    config["use_labels"] = self.use_labels
+    return config

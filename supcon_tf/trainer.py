@@ -1,0 +1,384 @@
+"""Training and evaluation: the replica step, the compiled inner loop, the outer loop.
+
+Global steps [0, S1) are stage 1, [S1, S1 + S2) stage 2. The checkpoint holds the
+model, both stage optimizers and the global step, so the step alone says which
+stage to resume and where its input starts (the input is step-indexed, see
+`data/pipeline.py`).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Dict, List, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from supcon_tf import config as config_lib
+from supcon_tf import losses
+from supcon_tf import optim
+from supcon_tf.data import augment
+from supcon_tf.data import pipeline
+from supcon_tf.data.datasets import InMemorySource
+from supcon_tf.models import build_model
+
+
+class NonFiniteLossError(RuntimeError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+  """What one stage trains, resolved from its StageConfig."""
+  index: int  # 1 or 2
+  config: config_lib.StageConfig
+  first_step: int  # global step at which the stage starts
+  num_steps: int
+  steps_per_epoch: int
+  num_views: int
+
+  @property
+  def end_step(self):
+    return self.first_step + self.num_steps
+
+  @property
+  def contrastive(self):
+    return self.config.contrastive_loss_weight > 0
+
+  @property
+  def cross_entropy(self):
+    return self.config.cross_entropy_loss_weight > 0
+
+
+def plan_stages(cfg: config_lib.Config, num_train_examples: int) -> List[StagePlan]:
+  spe = pipeline.steps_per_epoch(num_train_examples, cfg.runtime.batch_size)
+  plans, first = [], 0
+  for index, stage in ((1, cfg.stage_1), (2, cfg.stage_2)):
+    steps = stage.steps if stage.steps > 0 else int(round(stage.epochs * spe))
+    if steps > 0 and spe < 1:
+      raise config_lib.ConfigError(
+          f"--batch_size={cfg.runtime.batch_size} is larger than the "
+          f"{num_train_examples} training examples")
+    views = cfg.data.num_views if stage.contrastive_loss_weight > 0 else 1
+    plans.append(StagePlan(index, stage, first, steps, spe, views))
+    first += steps
+  return plans
+
+
+class Trainer:
+  """Owns the model, optimizers, checkpoint and the compiled steps."""
+
+  def __init__(self, cfg: config_lib.Config, strategy: tf.distribute.Strategy,
+               source: InMemorySource, model_dir: str, is_chief: bool = True,
+               verbose: bool = True):
+    self.cfg = cfg
+    self.strategy = strategy
+    self.source = source
+    self.model_dir = model_dir
+    self.is_chief = is_chief
+    self.verbose = verbose
+    self.num_replicas = strategy.num_replicas_in_sync
+    self.stages = plan_stages(cfg, len(source.train_labels))
+    self.total_steps = self.stages[-1].end_step
+    image_shape = (cfg.data.image_size, cfg.data.image_size, source.num_channels)
+    self.image_shape = image_shape
+
+    with strategy.scope():
+      self.model = build_model(cfg.model, source.num_classes)
+      self.model(tf.zeros((1,) + image_shape), training=False)  # create variables
+      self.global_step = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name="global_step",
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      self.kernels = optim.kernel_variables(self.model)
+      self.optimizers = {}
+      self.train_vars = {}
+      for plan in self.stages:
+        if plan.num_steps == 0:
+          continue
+        variables = self._stage_variables(plan)
+        schedule = optim.learning_rate_schedule(
+            plan.config, cfg.runtime.batch_size, plan.steps_per_epoch, plan.num_steps)
+        opt = optim.create_optimizer(plan.config, schedule,
+                                     adapted_variables=self.kernels)
+        # Build the slots now so a checkpoint restores them eagerly.
+        opt._create_all_weights(variables)  # pylint: disable=protected-access
+        self.optimizers[plan.index] = opt
+        self.train_vars[plan.index] = variables
+      self.metrics = {
+          name: keras.metrics.Mean(name)
+          for name in ("loss", "contrastive_loss", "cross_entropy_loss",
+                       "weight_decay_loss", "train_accuracy")}
+
+    ckpt_objects = {f"stage_{i}_optimizer": opt for i, opt in self.optimizers.items()}
+    self.checkpoint = tf.train.Checkpoint(model=self.model, global_step=self.global_step,
+                                          **ckpt_objects)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, directory=model_dir, max_to_keep=cfg.runtime.keep_checkpoint_max,
+        step_counter=self.global_step)
+    self._train_loops = {}
+    self._writers = {}
+
+  # ---------------------------------------------------------------- variables
+  def _encoder_trains(self, plan: StagePlan) -> bool:
+    return plan.contrastive or (
+        plan.cross_entropy and not self.cfg.model.stop_gradient_before_classification_head)
+
+  def _stage_variables(self, plan: StagePlan) -> List[tf.Variable]:
+    m = self.model
+    variables = []
+    if self._encoder_trains(plan):
+      variables += m.encoder.trainable_variables
+    if plan.contrastive:
+      variables += m.projection_head.trainable_variables
+    if plan.cross_entropy:
+      variables += m.classifier.trainable_variables
+    return variables
+
+  # ---------------------------------------------------------------- checkpoint
+  def restore(self) -> int:
+    """Restores the latest checkpoint if any; returns the global step."""
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info("restored %s (global step %d)", latest, int(self.global_step.numpy()))
+    return int(self.global_step.numpy())
+
+  def save(self):
+    path = self.manager.save(checkpoint_number=self.global_step)
+    logging.info("saved checkpoint %s", path)
+    return path
+
+  # ---------------------------------------------------------------- input
+  def _train_iterator(self, plan: StagePlan, start_step: int):
+    spec = pipeline.TrainInputSpec(
+        global_batch_size=self.cfg.runtime.batch_size, num_views=plan.num_views,
+        seed=self.cfg.data.seed, stage=plan.index, start_step=start_step)
+    view_kwargs = augment.view_kwargs(self.cfg.data)
+    images, labels = self.source.train_images, self.source.train_labels
+
+    def dataset_fn(input_context):
+      return pipeline.train_dataset(images, labels, spec, view_kwargs, input_context)
+
+    return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+  # ---------------------------------------------------------------- train step
+  def _replica_step(self, plan: StagePlan, batch):
+    cfg, m = self.cfg, self.model
+    stage_cfg = plan.config
+    views, labels = batch["views"], batch["labels"]
+    local_batch = tf.shape(views)[0]
+    global_batch = self.cfg.runtime.batch_size
+    flat = tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0))
+    variables = self.train_vars[plan.index]
+    trained = {v.ref() for v in variables}
+    decay_vars = [k for k in self.kernels if k.ref() in trained]
+    encoder_bn_training = stage_cfg.update_encoder_batch_norm
+
+    if not self._encoder_trains(plan):
+      # Frozen encoder (linear evaluation): forward pass only, outside the tape.
+      h = tf.stop_gradient(m.encode(flat, training=encoder_bn_training))
+    with tf.GradientTape() as tape:
+      if self._encoder_trains(plan):
+        h = m.encode(flat, training=encoder_bn_training)
+      head_in = m.head_input(h)
+      total = tf.constant(0.0)
+      contrastive = tf.constant(0.0)
+      cross_entropy = tf.constant(0.0)
+      accuracy = tf.constant(0.0)
+      if plan.contrastive:
+        z = m.project(head_in, training=True)
+        z = tf.reshape(z, [local_batch, plan.num_views, z.shape[-1]])
+        lc = cfg.loss
+        per_sample = losses.supcon_loss(
+            z, labels if lc.use_labels else None,
+            temperature=lc.temperature, contrast_mode=lc.contrast_mode,
+            summation=lc.summation_location, denominator=lc.denominator_mode,
+            positives_cap=lc.positives_cap,
+            scale_by_temperature=lc.scale_by_temperature)
+        # sum / global batch on each replica: summed gradients == global mean.
+        contrastive = losses.per_replica_mean(per_sample, global_batch)
+        total += stage_cfg.contrastive_loss_weight * contrastive
+      if plan.cross_entropy:
+        logits = tf.cast(m.classify(head_in), tf.float32)
+        view_labels = tf.repeat(labels, plan.num_views)
+        onehot = tf.one_hot(view_labels, self.source.num_classes)
+        per_view = keras.losses.categorical_crossentropy(
+            onehot, logits, from_logits=True, label_smoothing=cfg.loss.label_smoothing)
+        cross_entropy = tf.reduce_sum(per_view) / (global_batch * plan.num_views)
+        total += stage_cfg.cross_entropy_loss_weight * cross_entropy
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                   view_labels), tf.float32)
+        accuracy = tf.reduce_mean(correct)
+      # Each replica adds 1/R of the decay so that the summed gradient is one decay.
+      decay = optim.weight_decay_loss(decay_vars, stage_cfg.weight_decay) / self.num_replicas
+      total += decay
+    grads = tape.gradient(total, variables)
+    self.optimizers[plan.index].apply_gradients(zip(grads, variables))
+    # Metrics: per-replica values whose mean over replicas is the global value.
+    r = float(self.num_replicas)
+    self.metrics["loss"].update_state(total * r)
+    self.metrics["contrastive_loss"].update_state(contrastive * r)
+    self.metrics["cross_entropy_loss"].update_state(cross_entropy * r)
+    self.metrics["weight_decay_loss"].update_state(decay * r)
+    self.metrics["train_accuracy"].update_state(accuracy)
+    del local_batch
+
+  def _train_loop_fn(self, plan: StagePlan):
+    if plan.index not in self._train_loops:
+      def replica_fn(batch):
+        self._replica_step(plan, batch)
+
+      @tf.function
+      def loop(iterator, num_steps):
+        for _ in tf.range(num_steps):
+          self.strategy.run(replica_fn, args=(next(iterator),))
+          self.global_step.assign_add(1)
+      self._train_loops[plan.index] = loop
+    return self._train_loops[plan.index]
+
+  # ---------------------------------------------------------------- summaries
+  def _writer(self, name):
+    if name not in self._writers:
+      logdir = os.path.join(self.model_dir, name)
+      self._writers[name] = (tf.summary.create_file_writer(logdir) if self.is_chief
+                             else tf.summary.create_noop_writer())
+    return self._writers[name]
+
+  # ---------------------------------------------------------------- outer loop
+  def train(self) -> Dict[str, float]:
+    step = self.restore()
+    rt = self.cfg.runtime
+    last = {}
+    if step >= self.total_steps:
+      logging.info("training already finished at step %d", step)
+      return last
+    for plan in self.stages:
+      if plan.num_steps == 0 or step >= plan.end_step:
+        continue
+      local_start = step - plan.first_step
+      iterator = self._train_iterator(plan, local_start)
+      loop = self._train_loop_fn(plan)
+      opt = self.optimizers[plan.index]
+      self._log(f"stage {plan.index}: {plan.num_steps} steps "
+                f"({plan.num_steps / max(plan.steps_per_epoch, 1):.2f} epochs of "
+                f"{plan.steps_per_epoch} steps), {plan.num_views} view(s), global batch "
+                f"{rt.batch_size} on {self.num_replicas} replica(s)"
+                + (f", resuming at stage step {local_start}" if local_start else ""))
+      stage_start_time = time.time()
+      stage_start_step = step
+      while step < plan.end_step:
+        next_ckpt = (step // rt.checkpoint_steps + 1) * rt.checkpoint_steps
+        chunk = min(rt.steps_per_loop, plan.end_step - step, next_ckpt - step)
+        for metric in self.metrics.values():
+          metric.reset_state()
+        t0 = time.time()
+        loop(iterator, tf.constant(chunk, tf.int32))
+        values = {k: float(v.result()) for k, v in self.metrics.items()}
+        step = int(self.global_step.numpy())
+        elapsed = time.time() - t0
+        if not math.isfinite(values["loss"]):
+          raise NonFiniteLossError(
+              f"non-finite loss {values['loss']} in stage {plan.index} at global step "
+              f"{step} (steps {step - chunk + 1}..{step})")
+        lr = float(opt.learning_rate(opt.iterations))
+        images_per_sec = chunk * rt.batch_size / max(elapsed, 1e-9)
+        self._write_train_summaries(plan, values, lr, images_per_sec, step)
+        done = step - stage_start_step
+        rate = done / max(time.time() - stage_start_time, 1e-9)
+        eta = (plan.end_step - step + sum(p.num_steps for p in self.stages
+                                          if p.index > plan.index)) / max(rate, 1e-9)
+        if step % rt.checkpoint_steps == 0 or step == plan.end_step:
+          self.save()
+        local = step - plan.first_step
+        self._log(
+            f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
+            f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
+            f"{images_per_sec:.0f} images/s | ETA {_format_seconds(eta)}")
+        last = values
+    return last
+
+  def _write_train_summaries(self, plan, values, lr, images_per_sec, step):
+    with self._writer("train").as_default(step=step):
+      tf.summary.scalar("loss/total", values["loss"])
+      if plan.contrastive:
+        tf.summary.scalar("loss/contrastive", values["contrastive_loss"])
+      if plan.cross_entropy:
+        tf.summary.scalar("loss/cross_entropy", values["cross_entropy_loss"])
+        tf.summary.scalar("train/accuracy", values["train_accuracy"])
+      tf.summary.scalar("loss/weight_decay", values["weight_decay_loss"])
+      tf.summary.scalar("learning_rate", lr)
+      tf.summary.scalar("images_per_second", images_per_sec)
+      tf.summary.scalar("stage", plan.index)
+
+  # ---------------------------------------------------------------- evaluation
+  def evaluate(self) -> Dict[str, float]:
+    """Top-1/top-5 of the classifier on the test split (latest checkpoint)."""
+    step = self.restore()
+    rt = self.cfg.runtime
+    images, labels = self.source.test_images, self.source.test_labels
+    size = self.cfg.data.image_size
+
+    def dataset_fn(input_context):
+      return pipeline.eval_dataset(images, labels, rt.eval_batch_size, size, input_context)
+
+    dist = self.strategy.distribute_datasets_from_function(dataset_fn)
+    k = min(5, self.source.num_classes)
+
+    def replica_fn(batch):
+      logits = tf.cast(self.model(batch["image"], training=False)["logits"], tf.float32)
+      y, valid = batch["labels"], tf.cast(batch["valid"], tf.float32)
+      top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 1), tf.float32) * valid)
+      topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, k), tf.float32) * valid)
+      return tf.stack([top1, topk, tf.reduce_sum(valid)])
+
+    @tf.function
+    def eval_step(batch):
+      out = self.strategy.run(replica_fn, args=(batch,))
+      return self.strategy.reduce(tf.distribute.ReduceOp.SUM, out, axis=None)
+
+    totals = np.zeros(3)
+    t0 = time.time()
+    for batch in dist:
+      totals += eval_step(batch).numpy()
+    if totals[2] == 0:
+      raise ValueError("the test split is empty")
+    result = {"top_1": totals[0] / totals[2], "top_5": totals[1] / totals[2],
+              "num_examples": int(totals[2]), "global_step": step,
+              "seconds": time.time() - t0}
+    with self._writer("eval").as_default(step=step):
+      tf.summary.scalar("top_1", result["top_1"])
+      tf.summary.scalar("top_5", result["top_5"])
+    if self.is_chief:
+      _atomic_write(os.path.join(self.model_dir, "eval_results.json"),
+                    json.dumps(result, indent=2))
+    self._log(f"test top-1: {100 * result['top_1']:.2f}%  top-{k}: "
+              f"{100 * result['top_5']:.2f}%  ({result['num_examples']} images, "
+              f"global step {step})")
+    return result
+
+  def _log(self, message):
+    logging.info(message)
+    if self.verbose and self.is_chief:
+      print(message, flush=True)
+
+  def close(self):
+    for w in self._writers.values():
+      w.flush()
+
+
+def _format_seconds(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def _atomic_write(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
