@@ -1,6 +1,5 @@
 """Data: idx reader, source loading, augmentations, step-indexed pipeline."""
 
-import gzip
 import os
 import struct
 
@@ -10,15 +9,7 @@ import tensorflow as tf
 
 from supcon_tf.config import ConfigError, DataConfig
 from supcon_tf.data import augment, datasets, pipeline
-
-
-def _write_idx(path, array, gz=True):
-  codes = {np.uint8: 0x08, np.int32: 0x0C}
-  header = bytes([0, 0, codes[array.dtype.type], array.ndim])
-  header += struct.pack(f">{array.ndim}I", *array.shape)
-  payload = array.astype(array.dtype.newbyteorder(">")).tobytes()
-  with (gzip.open if gz else open)(path, "wb") as f:
-    f.write(header + payload)
+from tests import testing
 
 
 def _fake_fashion_dir(tmp_path, n_train=40, n_test=20, gz=True):
@@ -31,7 +22,7 @@ def _fake_fashion_dir(tmp_path, n_train=40, n_test=20, gz=True):
       "t10k-labels-idx1-ubyte": (np.arange(n_test) % 10).astype(np.uint8),
   }
   for name, arr in arrays.items():
-    _write_idx(os.path.join(tmp_path, name + suffix), arr, gz)
+    testing.write_idx(os.path.join(tmp_path, name + suffix), arr, gz)
   return arrays
 
 
@@ -48,7 +39,7 @@ def test_idx_round_trip(tmp_path, gz):
 
 def test_idx_int32_and_bad_magic(tmp_path):
   arr = np.arange(12, dtype=np.int32).reshape(3, 4) - 5
-  _write_idx(tmp_path / "a.gz", arr)
+  testing.write_idx(tmp_path / "a.gz", arr)
   np.testing.assert_array_equal(datasets.read_idx(str(tmp_path / "a.gz")), arr)
   (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
   with pytest.raises(ValueError, match="magic"):

@@ -1,6 +1,15 @@
 """Shared test helpers."""
 
+import gzip
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
 import tensorflow as tf
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def setup_virtual_cpus(n: int) -> None:
@@ -51,3 +60,40 @@ def mirrored_cpu_strategy(n: int, cross_device_ops=None):
   # pylint: enable=protected-access
   return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)],
                                         cross_device_ops=cross_device_ops)
+
+
+def write_idx(path, array, gz=True):
+  """Writes `array` (uint8 or int32) as an idx file, gzipped if `gz`."""
+  codes = {np.uint8: 0x08, np.int32: 0x0C}
+  header = bytes([0, 0, codes[array.dtype.type], array.ndim])
+  header += struct.pack(f">{array.ndim}I", *array.shape)
+  payload = array.astype(array.dtype.newbyteorder(">")).tobytes()
+  with (gzip.open if gz else open)(path, "wb") as f:
+    f.write(header + payload)
+
+
+def write_fake_fashion_mnist(directory, num_train=64, num_test=40, seed=0):
+  """Fashion-MNIST-shaped idx files whose classes are learnable: class c is a
+  bright horizontal band at row 2c plus noise. Returns the arrays written."""
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for prefix, n in (("train", num_train), ("t10k", num_test)):
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+      images[i, 2 * c + 4:2 * c + 7, :] = 255
+    arrays[f"{prefix}-images-idx3-ubyte"] = images
+    arrays[f"{prefix}-labels-idx1-ubyte"] = labels
+  os.makedirs(directory, exist_ok=True)
+  for name, arr in arrays.items():
+    write_idx(os.path.join(directory, name + ".gz"), arr)
+  return arrays
+
+
+def run_cli(args, timeout=600, **kwargs):
+  """Runs `python -m supcon_tf.run ARGS` from the repository root."""
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+  return subprocess.run([sys.executable, "-m", "supcon_tf.run"] + list(args),
+                        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                        timeout=timeout, **kwargs)

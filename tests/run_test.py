@@ -1,0 +1,122 @@
+"""The command line, end to end, in subprocesses (as a user runs it)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from tests import testing
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("fashion")
+  testing.write_fake_fashion_mnist(str(directory), num_train=64, num_test=40)
+  return str(directory)
+
+
+def _tiny_args(model_dir, data_dir, *extra):
+  return [
+      f"--fashion_mnist_dir={data_dir}", f"--model_dir={model_dir}",
+      "--resnet_depth=18", "--resnet_width=0.0625", "--first_conv_kernel_size=3",
+      "--first_conv_stride=1", "--use_initial_max_pool=false", "--image_size=16",
+      "--projection_head_layers=16,8", "--batch_size=16", "--eval_batch_size=16",
+      "--strategy=mirrored", "--num_virtual_cpus=2", "--stage_1_warmup_epochs=0",
+      "--stage_1_optimizer=lars", "--stage_1_base_learning_rate=0.2",
+      "--stage_2_base_learning_rate=0.5", *extra]
+
+
+def _one_error_line(result):
+  assert result.returncode == 1, result.stderr[-2000:]
+  lines = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]
+  assert len(lines) == 1, result.stderr
+  assert result.stderr.strip().splitlines()[-1] == lines[0]
+  return lines[0]
+
+
+def test_unknown_flag_fails_fast_with_one_line(tmp_path):
+  t0 = time.time()
+  result = testing.run_cli(["--model_dir", str(tmp_path), "--no_such_flag=3"])
+  line = _one_error_line(result)
+  assert "no_such_flag" in line
+  assert result.stderr.strip() == line  # nothing else: TensorFlow was not even imported
+  assert time.time() - t0 < 30
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--contrast_mode=sideways"], "contrast_mode"),
+    (["--temperature=-1"], "temperature"),
+    (["--resnet_depth=20"], "resnet_depth"),
+    (["--mode=eval"], "needs a trained model_dir"),
+])
+def test_bad_values_fail_with_one_line(tmp_path, fake_data, args, fragment):
+  result = testing.run_cli(_tiny_args(tmp_path / "m", fake_data, *args))
+  assert fragment in _one_error_line(result)
+
+
+def test_refusals_before_training(tmp_path, fake_data):
+  indivisible = testing.run_cli(_tiny_args(tmp_path / "a", fake_data, "--batch_size=15"))
+  assert "not divisible by the 2 replicas" in _one_error_line(indivisible)
+  missing = testing.run_cli(_tiny_args(tmp_path / "b", "/nonexistent/fashion"))
+  assert "fashion_mnist_dir" in _one_error_line(missing)
+  assert not os.path.exists(tmp_path / "a" / "checkpoint")
+
+
+def test_train_kill_resume_eval(tmp_path, fake_data):
+  """Two stages under MirroredStrategy on 2 virtual CPUs: killed (SIGKILL) after a
+  checkpoint, rerun with the same command, resumes at the checkpointed step (the
+  step counter continues, nothing retrains), finishes and evaluates."""
+  model_dir = tmp_path / "run"
+  args = _tiny_args(model_dir, fake_data, "--stage_1_steps=40", "--stage_2_steps=6",
+                    "--steps_per_loop=1", "--checkpoint_steps=2")
+  env = dict(os.environ, PYTHONPATH=testing.REPO_ROOT)
+  proc = subprocess.Popen([sys.executable, "-m", "supcon_tf.run"] + args,
+                          cwd=testing.REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 300
+  while not os.path.exists(model_dir / "ckpt-4.index"):
+    assert proc.poll() is None, proc.stdout.read()
+    assert time.time() < deadline, "no checkpoint within 300 s"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  first_output = proc.stdout.read()
+  assert proc.returncode == -signal.SIGKILL
+  assert not os.path.exists(model_dir / "eval_results.json")
+  killed_at = int(tf.train.load_variable(tf.train.latest_checkpoint(str(model_dir)),
+                                         "global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+  assert 4 <= killed_at < 40, first_output
+  config = json.loads((model_dir / "config.json").read_text())
+  assert config["stage_1"]["steps"] == 40 and config["runtime"]["batch_size"] == 16
+
+  resumed = testing.run_cli(args)
+  assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  out = resumed.stdout
+  assert f"resuming at stage step {killed_at}" in out
+  steps = [int(line.split("| step ")[1].split("/")[0]) for line in out.splitlines()
+           if line.startswith("stage 1 |")]
+  assert steps[0] == killed_at + 1 and steps[-1] == 40  # continues, nothing retrains
+  assert "stage 2 |" in out and "test top-1:" in out
+  result = json.loads((model_dir / "eval_results.json").read_text())
+  assert result["global_step"] == 46 and result["num_examples"] == 40
+  assert 0.0 <= result["top_1"] <= result["top_5"] <= 1.0
+  assert os.path.isdir(model_dir / "train") and os.path.isdir(model_dir / "eval")
+
+  # Rerunning a finished run trains nothing; eval mode reproduces the numbers.
+  again = testing.run_cli(args[:] + ["--mode=eval"])
+  assert again.returncode == 0, again.stderr
+  assert "stage 1 |" not in again.stdout
+  assert json.loads((model_dir / "eval_results.json").read_text())["top_1"] == \
+      pytest.approx(result["top_1"])
+
+  # A different model in the same model_dir is refused; checkpoints stay intact.
+  before = sorted(os.listdir(model_dir))
+  changed = testing.run_cli(_tiny_args(model_dir, fake_data, "--resnet_width=0.125",
+                                       "--stage_1_steps=40", "--stage_2_steps=6"))
+  assert "resnet_width" in _one_error_line(changed)
+  assert sorted(os.listdir(model_dir)) == before
