@@ -88,7 +88,10 @@ class Trainer:
     self.image_shape = image_shape
 
     with strategy.scope():
-      self.model = build_model(cfg.model, source.num_classes)
+      # BatchNorm statistics over the global batch when there are several
+      # replicas, as in the authors' TPU runs.
+      self.model = build_model(cfg.model, source.num_classes,
+                               synchronized_batch_norm=self.num_replicas > 1)
       self.model(tf.zeros((1,) + image_shape), training=False)  # create variables
       self.global_step = tf.Variable(
           0, dtype=tf.int64, trainable=False, name="global_step",
@@ -289,15 +292,14 @@ class Trainer:
         self._write_train_summaries(plan, values, lr, images_per_sec, step)
         done = step - stage_start_step
         rate = done / max(time.time() - stage_start_time, 1e-9)
-        eta = (plan.end_step - step + sum(p.num_steps for p in self.stages
-                                          if p.index > plan.index)) / max(rate, 1e-9)
+        eta = (plan.end_step - step) / max(rate, 1e-9)  # this stage's remaining time
         if step % rt.checkpoint_steps == 0 or step == plan.end_step:
           self.save()
         local = step - plan.first_step
         self._log(
             f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
             f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
-            f"{images_per_sec:.0f} images/s | ETA {_format_seconds(eta)}")
+            f"{images_per_sec:.0f} images/s | stage ETA {_format_seconds(eta)}")
         last = values
     return last
 

@@ -110,3 +110,8 @@ def test_config_module_has_no_tensorflow():
   code = ("import sys, supcon_tf.config, supcon_tf.flags; "
           "assert 'tensorflow' not in sys.modules")
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__]))

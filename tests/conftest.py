@@ -9,3 +9,22 @@ is unaffected: it runs on CPU:0.
 from tests import testing
 
 testing.setup_virtual_cpus(4)
+
+
+def pytest_addoption(parser):
+  parser.addoption("--runslow", action="store_true", default=False,
+                   help="also run tests marked slow")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: long test, run with --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--runslow"):
+    return
+  import pytest  # pylint: disable=g-import-not-at-top
+  skip = pytest.mark.skip(reason="slow: run with --runslow (make test-all)")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)

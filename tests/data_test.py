@@ -209,3 +209,8 @@ def test_eval_dataset_pads_to_full_batches():
   valid_labels = np.concatenate([b["labels"][b["valid"]] for b in batches])
   assert sorted(valid_labels) == list(range(10))
   assert sum(int(b["valid"].sum()) for b in batches) == 10
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__]))

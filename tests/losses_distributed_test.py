@@ -190,3 +190,8 @@ def test_replica_context_with_one_replica_is_single_device():
   want = losses.supcon_loss(x, LABELS).numpy()
   got = strategy.run(tf.function(lambda: losses.supcon_loss(x, LABELS)))
   np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__]))

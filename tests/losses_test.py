@@ -571,3 +571,8 @@ def test_invalid_modes_raise_inside_tf_function():
 
   with pytest.raises(ValueError, match="denominator"):
     f(_X)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__]))

@@ -542,3 +542,8 @@ def test_build_model_defaults_and_invalid_depth():
   assert model.classifier.stop_gradient and model.normalize_embedding
   with pytest.raises(ValueError, match="depth"):
     model_lib.build_model(config_lib.ModelConfig(resnet_depth=42), num_classes=3)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__]))

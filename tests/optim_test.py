@@ -104,3 +104,8 @@ def test_momentum_optimizer_is_sgd():
   opt.apply_gradients([(tf.constant([2.0]), v)])
   # v1 = -1, w = 0; v2 = 0.9 * -1 - 1 = -1.9, w = -1.9
   np.testing.assert_allclose(v.numpy(), [-1.9], rtol=1e-6)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__]))

@@ -120,3 +120,8 @@ def test_train_kill_resume_eval(tmp_path, fake_data):
                                        "--stage_1_steps=40", "--stage_2_steps=6"))
   assert "resnet_width" in _one_error_line(changed)
   assert sorted(os.listdir(model_dir)) == before
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__]))
