@@ -110,6 +110,8 @@ class ModelConfig:
   stop_gradient_before_classification_head: bool = field(
       True, "No gradient from the classifier into the encoder (linear evaluation).")
   zero_initialize_classifier: bool = field(False, "Zero-initialise the classifier.")
+  zero_init_last_block_gamma: bool = field(
+      False, "Zero-initialise the last BN scale of every residual block.")
   batch_norm_momentum: float = field(0.9, "Batch norm moving-average momentum.")
   batch_norm_epsilon: float = field(1e-5, "Batch norm epsilon.")
 

@@ -102,7 +102,7 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     if rt.mode in (config_lib.Mode.TRAIN, config_lib.Mode.TRAIN_THEN_EVAL):
       trainer.train()
     if rt.mode in (config_lib.Mode.EVAL, config_lib.Mode.TRAIN_THEN_EVAL):
-      if trainer.manager.latest_checkpoint is None:
+      if trainer.latest_checkpoint() is None:
         raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
       result = trainer.evaluate()
     return result

@@ -119,8 +119,12 @@ class Trainer:
     ckpt_objects = {f"stage_{i}_optimizer": opt for i, opt in self.optimizers.items()}
     self.checkpoint = tf.train.Checkpoint(model=self.model, global_step=self.global_step,
                                           **ckpt_objects)
+    # Under MultiWorkerMirroredStrategy every worker must take part in saving;
+    # only the chief writes into model_dir, the others into a scratch directory.
+    save_dir = model_dir if is_chief else os.path.join(
+        model_dir, "tmp_worker", str(getattr(strategy.cluster_resolver, "task_id", 0)))
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, directory=model_dir, max_to_keep=cfg.runtime.keep_checkpoint_max,
+        self.checkpoint, directory=save_dir, max_to_keep=cfg.runtime.keep_checkpoint_max,
         step_counter=self.global_step)
     self._train_loops = {}
     self._writers = {}
@@ -142,9 +146,12 @@ class Trainer:
     return variables
 
   # ---------------------------------------------------------------- checkpoint
+  def latest_checkpoint(self) -> Optional[str]:
+    return tf.train.latest_checkpoint(self.model_dir)
+
   def restore(self) -> int:
     """Restores the latest checkpoint if any; returns the global step."""
-    latest = self.manager.latest_checkpoint
+    latest = self.latest_checkpoint()
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
       logging.info("restored %s (global step %d)", latest, int(self.global_step.numpy()))
@@ -232,13 +239,13 @@ class Trainer:
 
   def _train_loop_fn(self, plan: StagePlan):
     if plan.index not in self._train_loops:
-      def replica_fn(batch):
+      def train_replica_fn(batch):
         self._replica_step(plan, batch)
 
       @tf.function
       def loop(iterator, num_steps):
         for _ in tf.range(num_steps):
-          self.strategy.run(replica_fn, args=(next(iterator),))
+          self.strategy.run(train_replica_fn, args=(next(iterator),))
           self.global_step.assign_add(1)
       self._train_loops[plan.index] = loop
     return self._train_loops[plan.index]
@@ -330,7 +337,7 @@ class Trainer:
     dist = self.strategy.distribute_datasets_from_function(dataset_fn)
     k = min(5, self.source.num_classes)
 
-    def replica_fn(batch):
+    def eval_replica_fn(batch):
       logits = tf.cast(self.model(batch["image"], training=False)["logits"], tf.float32)
       y, valid = batch["labels"], tf.cast(batch["valid"], tf.float32)
       top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 1), tf.float32) * valid)
@@ -339,7 +346,7 @@ class Trainer:
 
     @tf.function
     def eval_step(batch):
-      out = self.strategy.run(replica_fn, args=(batch,))
+      out = self.strategy.run(eval_replica_fn, args=(batch,))
       return self.strategy.reduce(tf.distribute.ReduceOp.SUM, out, axis=None)
 
     totals = np.zeros(3)

@@ -510,7 +510,7 @@ def test_build_model_from_config():
       projection_head_layers=(32, 16), use_projection_batch_norm=True,
       normalize_embedding=False, stop_gradient_before_classification_head=False,
       zero_initialize_classifier=True, batch_norm_momentum=0.8,
-      batch_norm_epsilon=1e-3)
+      batch_norm_epsilon=1e-3, zero_init_last_block_gamma=True)
   model = model_lib.build_model(model_config, num_classes=10)
   outputs = model(_images(batch=2, size=8), training=False)
   assert outputs["embedding"].shape == (2, 64)
@@ -523,6 +523,7 @@ def test_build_model_from_config():
   assert encoder.stem_conv.kernel_size == (3, 3)
   assert encoder.stem_conv.strides == (1, 1)
   assert [len(s) for s in encoder.stages] == [3, 4, 6, 3]
+  assert encoder.zero_init_last_block_gamma
   assert model.projection_head.layer_sizes == (32, 16)
   assert model.projection_head.use_batch_norm
   assert not model.normalize_embedding

@@ -114,6 +114,7 @@ def build_model(model_config: config_lib.ModelConfig,
       batch_norm_momentum=model_config.batch_norm_momentum,
       batch_norm_epsilon=model_config.batch_norm_epsilon,
       synchronized_batch_norm=synchronized_batch_norm,
+      zero_init_last_block_gamma=model_config.zero_init_last_block_gamma,
       name="resnet")
   projection_head = heads.ProjectionHead(
       layer_sizes=model_config.projection_head_layers,
