@@ -154,7 +154,7 @@ class Trainer:
     latest = self.latest_checkpoint()
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info("restored %s (global step %d)", latest, int(self.global_step.numpy()))
+      self._log(f"restored {latest} (global step {int(self.global_step.numpy())})")
     return int(self.global_step.numpy())
 
   def save(self):
@@ -264,7 +264,8 @@ class Trainer:
     rt = self.cfg.runtime
     last = {}
     if step >= self.total_steps:
-      logging.info("training already finished at step %d", step)
+      self._log(f"training already finished at global step {step} (latest checkpoint "
+                f"in {self.model_dir}); nothing to train")
       return last
     for plan in self.stages:
       if plan.num_steps == 0 or step >= plan.end_step:
