@@ -24,6 +24,13 @@ class Mode(enum.Enum):
   TRAIN = "train"
   EVAL = "eval"
   TRAIN_THEN_EVAL = "train_then_eval"
+  DRY_RUN = "dry_run"
+
+
+class Precision(enum.Enum):
+  FLOAT32 = "float32"
+  BFLOAT16 = "bfloat16"  # mixed_bfloat16: bfloat16 compute, float32 variables
+  FLOAT16 = "float16"  # mixed_float16 with dynamic loss scaling
 
 
 class StrategyType(enum.Enum):
@@ -35,16 +42,25 @@ class StrategyType(enum.Enum):
 
 class Optimizer(enum.Enum):
   MOMENTUM = "momentum"
+  NESTEROV = "nesterov"
   LARS = "lars"
+  RMSPROP = "rmsprop"
+  ADAM = "adam"
 
 
 class LearningRateDecay(enum.Enum):
   COSINE = "cosine"
-  NONE = "none"
+  EXPONENTIAL = "exponential"
+  PIECEWISE = "piecewise"  # step decay at boundary epochs
+  CONSTANT = "constant"
+  # The authors' release names (aliases: same members).
+  PIECEWISE_LINEAR = "piecewise"
+  NONE = "constant"
 
 
 class ResNetArchitecture(enum.Enum):
   RESNET_V1 = "resnet_v1"
+  RESNET_V2 = "resnet_v2"  # pre-activation
 
 
 class ContrastMode(enum.Enum):
@@ -111,7 +127,10 @@ class ModelConfig:
       True, "No gradient from the classifier into the encoder (linear evaluation).")
   zero_initialize_classifier: bool = field(False, "Zero-initialise the classifier.")
   zero_init_last_block_gamma: bool = field(
-      False, "Zero-initialise the last BN scale of every residual block.")
+      False, "Start every residual block as its shortcut: zero-initialise the last BN "
+      "scale of the branch (v1) or the branch's last convolution (v2).")
+  use_global_batch_norm: bool = field(
+      True, "Synchronise BatchNorm statistics across replicas (global batch norm).")
   batch_norm_momentum: float = field(0.9, "Batch norm moving-average momentum.")
   batch_norm_epsilon: float = field(1e-5, "Batch norm epsilon.")
 
@@ -131,6 +150,8 @@ class LossConfig:
       -1, "Max positives other than the anchor's own views (-1: no cap). "
       "Multiple of num_views.")
   label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy loss.")
+  use_bias_weight_decay: bool = field(
+      False, "Also decay biases (BatchNorm parameters never are).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,11 +163,31 @@ class StageConfig:
   base_learning_rate: float = field(
       0.1, "Learning rate for a batch of 256; the used rate is base*batch/256.")
   optimizer: Optimizer = field(Optimizer.MOMENTUM, "Optimizer.")
-  momentum: float = field(0.9, "Momentum of SGD and LARS.")
+  momentum: float = field(0.9, "Momentum of SGD, Nesterov, LARS and RMSProp.")
   lars_eta: float = field(0.001, "LARS trust coefficient.")
+  rmsprop_epsilon: float = field(1.0, "RMSProp epsilon.")
+  rmsprop_decay: float = field(0.9, "RMSProp discounting factor (rho).")
+  adam_beta_1: float = field(0.9, "Adam beta_1.")
+  adam_beta_2: float = field(0.999, "Adam beta_2.")
+  adam_epsilon: float = field(1e-8, "Adam epsilon (TF1 default, as the authors).")
   learning_rate_decay: LearningRateDecay = field(
-      LearningRateDecay.COSINE, "Decay after warmup.")
+      LearningRateDecay.COSINE, "Decay after warmup: cosine, exponential, piecewise "
+      "or constant.")
+  decay_rate: float = field(
+      0.1, "Exponential: factor per epochs_per_decay; piecewise: factor per boundary.")
+  epochs_per_decay: float = field(2.4, "Exponential decay period in epochs.")
+  staircase: bool = field(False, "Exponential decay in discrete steps.")
+  decay_boundary_epochs: Tuple[float, ...] = field(
+      (30.0, 60.0, 80.0, 90.0), "Piecewise decay: epochs at which the rate is "
+      "multiplied by decay_rate.")
   weight_decay: float = field(0.0, "L2 weight decay on conv/dense kernels.")
+  use_encoder_weight_decay: bool = field(True, "Decay the encoder's weights.")
+  use_projection_head_weight_decay: bool = field(
+      True, "Decay the projection head's weights.")
+  use_classification_head_weight_decay: bool = field(
+      False, "Decay the classifier's weights.")
+  reinitialize_classifier: bool = field(
+      False, "Re-initialise the classifier at the start of this stage.")
   contrastive_loss_weight: float = field(0.0, "Weight of the contrastive loss.")
   cross_entropy_loss_weight: float = field(0.0, "Weight of the cross-entropy loss.")
   update_encoder_batch_norm: bool = field(
@@ -173,6 +214,10 @@ class RuntimeConfig:
   tpu: str = field("", "TPU name or address (implies --strategy=tpu).")
   batch_size: int = field(2048, "Global training batch size (all replicas).")
   eval_batch_size: int = field(1024, "Global evaluation batch size.")
+  precision: Precision = field(
+      Precision.FLOAT32, "float32, bfloat16 (mixed) or float16 (mixed, dynamic loss "
+      "scaling). The loss, BN statistics and variables stay float32.")
+  jit_compile: bool = field(False, "Compile the train step with XLA.")
   steps_per_loop: int = field(100, "Train steps per call into the compiled loop.")
   checkpoint_steps: int = field(1000, "Save a checkpoint every N steps (and at the "
                                       "end of each stage).")

@@ -74,7 +74,8 @@ def write_config(cfg: config_lib.Config) -> None:
 
 def run(cfg: config_lib.Config, verbose: bool = True):
   """Runs the configured mode. Returns the eval results (or None)."""
-  check_model_dir(cfg)
+  if cfg.runtime.mode != config_lib.Mode.DRY_RUN:
+    check_model_dir(cfg)
   # TensorFlow is imported only now, after the cheap checks.
   from supcon_tf import distribute  # pylint: disable=g-import-not-at-top
   from supcon_tf import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
@@ -87,6 +88,9 @@ def run(cfg: config_lib.Config, verbose: bool = True):
   distribute.check_batch_divisible(rt.eval_batch_size, replicas, "eval_batch_size")
   logging.info("%s: %d replica(s), %d images per replica per step",
                type(strategy).__name__, replicas, per_replica)
+  if rt.mode == config_lib.Mode.DRY_RUN:
+    from supcon_tf import dry_run  # pylint: disable=g-import-not-at-top
+    return dry_run.dry_run(cfg, strategy)
   source = datasets.load_source(cfg.data)
   is_chief = distribute.is_chief(strategy)
   if is_chief and rt.mode != config_lib.Mode.EVAL:

@@ -6,6 +6,7 @@ stage to resume and where its input starts (the input is step-indexed, see
 `data/pipeline.py`).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -87,11 +88,12 @@ class Trainer:
     image_shape = (cfg.data.image_size, cfg.data.image_size, source.num_channels)
     self.image_shape = image_shape
 
-    with strategy.scope():
+    with strategy.scope(), _dtype_policy(cfg.runtime.precision):
       # BatchNorm statistics over the global batch when there are several
-      # replicas, as in the authors' TPU runs.
-      self.model = build_model(cfg.model, source.num_classes,
-                               synchronized_batch_norm=self.num_replicas > 1)
+      # replicas, as in the authors' TPU runs (switch: --use_global_batch_norm).
+      self.model = build_model(
+          cfg.model, source.num_classes,
+          synchronized_batch_norm=cfg.model.use_global_batch_norm and self.num_replicas > 1)
       self.model(tf.zeros((1,) + image_shape), training=False)  # create variables
       self.global_step = tf.Variable(
           0, dtype=tf.int64, trainable=False, name="global_step",
@@ -109,6 +111,8 @@ class Trainer:
                                      adapted_variables=self.kernels)
         # Build the slots now so a checkpoint restores them eagerly.
         opt._create_all_weights(variables)  # pylint: disable=protected-access
+        if cfg.runtime.precision == config_lib.Precision.FLOAT16:
+          opt = keras.mixed_precision.LossScaleOptimizer(opt)  # dynamic loss scale
         self.optimizers[plan.index] = opt
         self.train_vars[plan.index] = variables
       self.metrics = {
@@ -127,6 +131,7 @@ class Trainer:
         self.checkpoint, directory=save_dir, max_to_keep=cfg.runtime.keep_checkpoint_max,
         step_counter=self.global_step)
     self._train_loops = {}
+    self._train_steps = {}
     self._writers = {}
 
   # ---------------------------------------------------------------- variables
@@ -184,8 +189,10 @@ class Trainer:
     global_batch = self.cfg.runtime.batch_size
     flat = tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0))
     variables = self.train_vars[plan.index]
+    # Decay only what this stage trains (a frozen encoder is not shrunk).
     trained = {v.ref() for v in variables}
-    decay_vars = [k for k in self.kernels if k.ref() in trained]
+    decay_vars = [v for v in optim.decay_variables(m, stage_cfg, cfg.loss.use_bias_weight_decay)
+                  if v.ref() in trained]
     encoder_bn_training = stage_cfg.update_encoder_batch_norm
 
     if not self._encoder_trains(plan):
@@ -226,8 +233,13 @@ class Trainer:
       # Each replica adds 1/R of the decay so that the summed gradient is one decay.
       decay = optim.weight_decay_loss(decay_vars, stage_cfg.weight_decay) / self.num_replicas
       total += decay
-    grads = tape.gradient(total, variables)
-    self.optimizers[plan.index].apply_gradients(zip(grads, variables))
+      opt = self.optimizers[plan.index]
+      loss_scaled = isinstance(opt, keras.mixed_precision.LossScaleOptimizer)
+      objective = opt.get_scaled_loss(total) if loss_scaled else total
+    grads = tape.gradient(objective, variables)
+    if loss_scaled:
+      grads = opt.get_unscaled_gradients(grads)
+    opt.apply_gradients(zip(grads, variables))
     # Metrics: per-replica values whose mean over replicas is the global value.
     r = float(self.num_replicas)
     self.metrics["loss"].update_state(total * r)
@@ -237,18 +249,53 @@ class Trainer:
     self.metrics["train_accuracy"].update_state(accuracy)
     del local_batch
 
+  def _replica_fn(self, plan: StagePlan):
+    """The per-replica step, XLA-compiled with --jit_compile."""
+    def train_replica_fn(batch):
+      self._replica_step(plan, batch)
+    if self.cfg.runtime.jit_compile:
+      return tf.function(train_replica_fn, jit_compile=True)
+    return train_replica_fn
+
   def _train_loop_fn(self, plan: StagePlan):
     if plan.index not in self._train_loops:
-      def train_replica_fn(batch):
-        self._replica_step(plan, batch)
+      replica_fn = self._replica_fn(plan)
 
       @tf.function
       def loop(iterator, num_steps):
         for _ in tf.range(num_steps):
-          self.strategy.run(train_replica_fn, args=(next(iterator),))
+          self.strategy.run(replica_fn, args=(next(iterator),))
           self.global_step.assign_add(1)
       self._train_loops[plan.index] = loop
     return self._train_loops[plan.index]
+
+  def train_step(self, stage_index: int, distributed_batch):
+    """One step of stage `stage_index` on a distributed batch (tests, benchmarks).
+
+    Does not advance the global step or touch checkpoints.
+    """
+    plan = self.stages[stage_index - 1]
+    if stage_index not in self._train_steps:
+      replica_fn = self._replica_fn(plan)
+
+      @tf.function
+      def step(batch):
+        self.strategy.run(replica_fn, args=(batch,))
+      self._train_steps[stage_index] = step
+    self._train_steps[stage_index](distributed_batch)
+    return {k: float(v.result()) for k, v in self.metrics.items()}
+
+  def reset_metrics(self):
+    for metric in self.metrics.values():
+      metric.reset_state()
+
+  def _maybe_reinitialize_classifier(self, plan: StagePlan, local_start: int):
+    if plan.config.reinitialize_classifier and local_start == 0:
+      for layer in self.model.classifier._flatten_layers():  # pylint: disable=protected-access
+        if isinstance(layer, keras.layers.Dense):
+          layer.kernel.assign(layer.kernel_initializer(layer.kernel.shape))
+          layer.bias.assign(tf.zeros_like(layer.bias))
+      self._log(f"stage {plan.index}: classifier re-initialised")
 
   # ---------------------------------------------------------------- summaries
   def _writer(self, name):
@@ -271,6 +318,7 @@ class Trainer:
       if plan.num_steps == 0 or step >= plan.end_step:
         continue
       local_start = step - plan.first_step
+      self._maybe_reinitialize_classifier(plan, local_start)
       iterator = self._train_iterator(plan, local_start)
       loop = self._train_loop_fn(plan)
       opt = self.optimizers[plan.index]
@@ -284,8 +332,7 @@ class Trainer:
       while step < plan.end_step:
         next_ckpt = (step // rt.checkpoint_steps + 1) * rt.checkpoint_steps
         chunk = min(rt.steps_per_loop, plan.end_step - step, next_ckpt - step)
-        for metric in self.metrics.values():
-          metric.reset_state()
+        self.reset_metrics()
         t0 = time.time()
         loop(iterator, tf.constant(chunk, tf.int32))
         values = {k: float(v.result()) for k, v in self.metrics.items()}
@@ -378,6 +425,20 @@ class Trainer:
   def close(self):
     for w in self._writers.values():
       w.flush()
+
+
+@contextlib.contextmanager
+def _dtype_policy(precision: config_lib.Precision):
+  """Keras global dtype policy while the model is built (layers keep it)."""
+  name = {config_lib.Precision.FLOAT32: "float32",
+          config_lib.Precision.BFLOAT16: "mixed_bfloat16",
+          config_lib.Precision.FLOAT16: "mixed_float16"}[precision]
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(name)
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
 
 
 def _format_seconds(seconds: float) -> str:

@@ -90,6 +90,125 @@ def test_parameter_counts_match_reference(depth):
     assert _num_params(encoder.non_trainable_weights) == 9_600
 
 
+# ---------------------------------------------------------------------------
+# Parameter counts of ResNet v2 (pre-activation).
+#
+# There is no published count for exactly our v2 layout, so the expected counts
+# are derived here from the architecture definition alone (not from the
+# builder): a KxK convolution from cin to cout channels has K*K*cin*cout
+# weights (no bias), a BN over c channels has 2*c trainable (gamma, beta) and
+# 2*c non-trainable (moving mean, variance) parameters. Per block, with input
+# channels cin and stage width f:
+#   v2 basic:      BN(cin) 3x3(cin->f)  BN(f) 3x3(f->f)
+#   v2 bottleneck: BN(cin) 1x1(cin->f)  BN(f) 3x3(f->f)  BN(f) 1x1(f->4f)
+#   v1 basic:      3x3(cin->f) BN(f)  3x3(f->f) BN(f)
+#   v1 bottleneck: 1x1(cin->f) BN(f)  3x3(f->f) BN(f)  1x1(f->4f) BN(4f)
+# plus a projection shortcut 1x1(cin->cout) when the block strides (first block
+# of stages 2-4) or changes the channel count (first bottleneck block of stage
+# 1); v1 follows it with BN(cout), v2 has none. Stem: 7x7(3->64), followed by
+# BN(64) in v1 only; v2 ends with a final BN over the output channels.
+# The same formula for v1 reproduces the torchvision counts above, which checks
+# the counting conventions against published numbers.
+# ---------------------------------------------------------------------------
+_LAYOUTS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+}
+
+
+def _formula_counts(depth, version):
+  """(trainable parameters, BN channels) of a width-1 ResNet without fc."""
+  kind, blocks_per_stage = _LAYOUTS[depth]
+  conv = lambda k, cin, cout: k * k * cin * cout
+  weights = conv(7, 3, 64)
+  bn_channels = [64] if version == 1 else []
+  cin = 64
+  for stage, (f, num_blocks) in enumerate(zip((64, 128, 256, 512),
+                                              blocks_per_stage)):
+    for block in range(num_blocks):
+      if kind == "basic":
+        cout = f
+        weights += conv(3, cin, f) + conv(3, f, f)
+        bn_channels += [f, f] if version == 1 else [cin, f]
+      else:
+        cout = 4 * f
+        weights += conv(1, cin, f) + conv(3, f, f) + conv(1, f, cout)
+        bn_channels += [f, f, cout] if version == 1 else [cin, f, f]
+      if (stage > 0 and block == 0) or cin != cout:
+        weights += conv(1, cin, cout)
+        bn_channels += [cout] if version == 1 else []
+      cin = cout
+  if version == 2:
+    bn_channels.append(cin)
+  return weights + 2 * sum(bn_channels), sum(bn_channels)
+
+
+# _formula_counts(depth, 2): trainable parameters, BN channels (the moving
+# statistics are 2 x BN channels).
+V2_COUNTS = {
+    18: (11_174_720, 3_904),
+    34: (21_282_880, 7_616),
+    50: (23_500_352, 22_720),
+    101: (42_492_480, 48_832),
+    152: (58_136_128, 71_872),
+    200: (62_617_152, 84_160),
+}
+
+
+def test_parameter_formula_matches_published_v1_and_tabulated_v2_counts():
+  for depth, (total, fc) in TORCHVISION_TOTAL_PARAMS.items():
+    assert _formula_counts(depth, 1)[0] == total - fc
+  assert _formula_counts(18, 1)[1] == 4_800
+  for depth, counts in V2_COUNTS.items():
+    assert _formula_counts(depth, 2) == counts
+
+
+@pytest.mark.parametrize("depth", sorted(V2_COUNTS))
+def test_v2_parameter_counts(depth):
+  trainable, bn_channels = V2_COUNTS[depth]
+  encoder = resnet.ResNet(depth, version=2)
+  h = encoder(tf.zeros([1, 16, 16, 3]))  # Counts do not depend on image size.
+  assert h.shape == (1, encoder.output_dim)
+  assert _num_params(encoder.trainable_weights) == trainable
+  assert _num_params(encoder.non_trainable_weights) == 2 * bn_channels
+  batch_norms = _layers_of_type(encoder, keras.layers.BatchNormalization)
+  assert sum(int(bn.gamma.shape[0]) for bn in batch_norms) == bn_channels
+
+
+def test_v2_resnet50_count_reconciles_with_keras_resnet50v2():
+  # Keras Applications' ResNet50V2 (tf_keras.applications.ResNet50V2,
+  # include_top=True) has 25,613,800 parameters: 25,568,360 trainable and
+  # 45,440 non-trainable. Its layout is pre-activation too, with the same
+  # convolution shapes and BN layers as ours (stem 7x7 conv without BN,
+  # pre-activation BN "preact_bn" + BN after the first two convs of each
+  # bottleneck, projection shortcut = bare 1x1 conv of the pre-activation in
+  # the first block of each stage, final "post_bn"). Differences:
+  #   - the stem conv has a bias:                              +64
+  #   - the projection convs ("_0_conv") have a bias, 4f each:
+  #     256 + 512 + 1024 + 2048                                +3,840
+  #   - the last 1x1 conv of every block ("_3_conv") has a bias, 4f each:
+  #     3*256 + 4*512 + 6*1024 + 3*2048                        +15,104
+  #   - a 1000-way classifier with bias, 2048*1000 + 1000      +2,049,000
+  #   - (no parameters) Keras strides in the *last* block of stages 1-3 (3x3
+  #     conv, 1x1 max-pool shortcut) instead of the first block of stages 2-4,
+  #     and its BN epsilon is 1.001e-5.
+  # Hence the same 22,720 BN channels (45,440 moving statistics) and
+  # 23,500,352 + 2,068,008 trainable parameters.
+  keras_trainable, keras_non_trainable = 25_568_360, 45_440
+  assert keras_trainable + keras_non_trainable == 25_613_800
+  biases = 64 + (256 + 512 + 1024 + 2048) + (
+      3 * 256 + 4 * 512 + 6 * 1024 + 3 * 2048)
+  classifier = 2048 * 1000 + 1000
+  trainable, bn_channels = V2_COUNTS[50]
+  assert biases + classifier == 2_068_008
+  assert trainable + biases + classifier == keras_trainable
+  assert 2 * bn_channels == keras_non_trainable
+
+
 def test_resnet18_layers_are_discoverable_by_type():
   encoder = resnet.ResNet(18, **TINY)
   encoder(tf.zeros([1, 8, 8, 3]))
@@ -154,6 +273,30 @@ def test_output_dim(depth, width, expected_dim):
     assert h.shape == (1, expected_dim)
 
 
+@pytest.mark.parametrize("version", resnet.SUPPORTED_VERSIONS)
+@pytest.mark.parametrize("depth", resnet.SUPPORTED_DEPTHS)
+def test_forward_pass_every_depth_and_version(depth, version):
+  # Alternate the stems over the depths to cover both in both versions.
+  imagenet_stem = depth in (18, 50, 152)
+  kwargs = dict(width_multiplier=0.125) if imagenet_stem else TINY
+  encoder = resnet.ResNet(depth, version=version, **kwargs)
+  h = encoder(_images(batch=2, size=16), training=True)
+  expected_dim = 64 if depth < 50 else 256
+  assert encoder.output_dim == expected_dim
+  assert h.shape == (2, expected_dim)
+  assert np.all(np.isfinite(h.numpy()))
+  kind, blocks_per_stage = _LAYOUTS[depth]
+  assert tuple(len(stage) for stage in encoder.stages) == blocks_per_stage
+  expected_class = {
+      (1, "basic"): resnet.BasicBlockV1,
+      (1, "bottleneck"): resnet.BottleneckBlockV1,
+      (2, "basic"): resnet.BasicBlockV2,
+      (2, "bottleneck"): resnet.BottleneckBlockV2,
+  }[version, kind]
+  block_classes = {type(b) for stage in encoder.stages for b in stage}
+  assert block_classes == {expected_class}
+
+
 def test_width_rounding_and_minimum():
   assert resnet.scale_channels(64, 0.125) == 8
   assert resnet.scale_channels(64, 0.3) == 19  # 19.2
@@ -164,6 +307,12 @@ def test_width_rounding_and_minimum():
 def test_unknown_depth_raises(depth):
   with pytest.raises(ValueError, match="18, 34, 50, 101, 152, 200"):
     resnet.ResNet(depth)
+
+
+@pytest.mark.parametrize("version", [0, 3, "2", 2.5, True, None])
+def test_unknown_version_raises(version):
+  with pytest.raises(ValueError, match="version"):
+    resnet.ResNet(18, version=version)
 
 
 def test_nonpositive_width_raises():
@@ -277,6 +426,139 @@ def test_zero_init_last_block_gamma_makes_blocks_identity():
   assert np.all(default.stages[0][0].bn3.gamma.numpy() == 1)
 
 
+def _randomize_batch_norms(layer, seed=0):
+  """Non-trivial gamma, beta and moving statistics for every BN of `layer`."""
+  rng = np.random.default_rng(seed)
+  for bn in _layers_of_type(layer, keras.layers.BatchNormalization):
+    c = int(bn.gamma.shape[0])
+    bn.gamma.assign(rng.uniform(0.5, 1.5, c))
+    bn.beta.assign(rng.normal(0.0, 0.5, c))
+    bn.moving_mean.assign(rng.normal(0.0, 0.5, c))
+    bn.moving_variance.assign(rng.uniform(0.5, 2.0, c))
+
+
+def _bn_inference(x, bn):
+  return ((x - bn.moving_mean) / tf.sqrt(bn.moving_variance + bn.epsilon)
+          * bn.gamma + bn.beta)
+
+
+def _reference_conv(inputs, layer, stride, pad):
+  if pad:
+    inputs = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+  return tf.nn.conv2d(inputs, layer.kernel, strides=stride, padding="VALID")
+
+
+def test_bottleneck_block_v2_matches_manual_pre_activation():
+  block = resnet.BottleneckBlockV2(4, strides=2, use_projection=True)
+  x = _images(batch=2, size=6, channels=8)
+  block(x)
+  _randomize_batch_norms(block)
+  y = block(x, training=False)
+  # bn<i> + ReLU precede conv<i>; the projection takes the pre-activation;
+  # nothing after the addition; the stride is on the 3x3 conv.
+  preact = tf.nn.relu(_bn_inference(x, block.bn1))
+  shortcut = _reference_conv(preact, block.shortcut_conv, 2, 0)
+  act = lambda t, bn: tf.nn.relu(_bn_inference(t, bn))
+  r = _reference_conv(preact, block.conv1, 1, 0)
+  r = _reference_conv(act(r, block.bn2), block.conv2, 2, 1)
+  r = _reference_conv(act(r, block.bn3), block.conv3, 1, 0)
+  assert y.shape == (2, 3, 3, 16)
+  np.testing.assert_allclose(y.numpy(), (r + shortcut).numpy(),
+                             rtol=1e-5, atol=1e-5)
+  assert np.any(y.numpy() < 0)  # No ReLU after the addition.
+  # A shortcut from the raw input would differ (x has negative entries).
+  raw_shortcut = _reference_conv(x, block.shortcut_conv, 2, 0)
+  assert not np.allclose(y.numpy(), (r + raw_shortcut).numpy(), atol=1e-3)
+  assert block.shortcut_bn is None
+  bn_channels = [int(bn.gamma.shape[0])
+                 for bn in (block.bn1, block.bn2, block.bn3)]
+  assert bn_channels == [8, 4, 4]
+  assert block.conv1.strides == (1, 1) and block.conv2.strides == (2, 2)
+  assert block.conv3.strides == (1, 1) and block.shortcut_conv.strides == (2, 2)
+
+
+@pytest.mark.parametrize("strides,use_projection", [(1, False), (2, True)])
+def test_basic_block_v2_matches_manual_pre_activation(strides, use_projection):
+  in_channels = 4 if use_projection else 8
+  block = resnet.BasicBlockV2(8, strides=strides, use_projection=use_projection)
+  x = _images(batch=2, size=5, channels=in_channels)
+  block(x)
+  _randomize_batch_norms(block, seed=1)
+  y = block(x, training=False)
+  preact = tf.nn.relu(_bn_inference(x, block.bn1))
+  if use_projection:
+    shortcut = _reference_conv(preact, block.shortcut_conv, strides, 0)
+  else:
+    assert block.shortcut_conv is None
+    shortcut = x  # The identity shortcut is the raw, not pre-activated, input.
+  r = _reference_conv(preact, block.conv1, strides, 1)
+  r = _reference_conv(tf.nn.relu(_bn_inference(r, block.bn2)), block.conv2,
+                      1, 1)
+  np.testing.assert_allclose(y.numpy(), (r + shortcut).numpy(),
+                             rtol=1e-5, atol=1e-5)
+  assert np.any(y.numpy() < 0)
+
+
+@pytest.mark.parametrize("imagenet_stem", [False, True])
+def test_resnet_v2_stem_and_final_activation(imagenet_stem):
+  kwargs = dict(width_multiplier=0.125) if imagenet_stem else TINY
+  encoder = resnet.ResNet(18, version=2, **kwargs)
+  images = _images(size=16)
+  encoder(images)
+  _randomize_batch_norms(encoder, seed=2)
+  h, maps = encoder(images, return_feature_maps=True)
+  # The stem is the bare convolution (+ max-pool): no BN, no ReLU.
+  assert encoder.stem_bn is None
+  stem = encoder.stem_conv(images)
+  if imagenet_stem:
+    stem = encoder.stem_pool(stem)
+  np.testing.assert_allclose(maps["stem"].numpy(), stem.numpy(), atol=1e-6)
+  assert np.any(maps["stem"].numpy() < 0)
+  # Stage outputs are bare residual sums; BN + ReLU come once, before pooling.
+  assert np.any(maps["stage4"].numpy() < 0)
+  final = tf.nn.relu(_bn_inference(maps["stage4"], encoder.final_bn))
+  np.testing.assert_allclose(maps["final"].numpy(), final.numpy(),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(h.numpy(), tf.reduce_mean(final, [1, 2]).numpy(),
+                             rtol=1e-5, atol=1e-5)
+  # 1 stem conv + 8 blocks x 2 convs + 3 projections; 8 blocks x 2 BN + final.
+  convs = _layers_of_type(encoder, keras.layers.Conv2D)
+  batch_norms = _layers_of_type(encoder, keras.layers.BatchNormalization)
+  assert len(convs) == 20 and len(batch_norms) == 17
+  assert all(not conv.use_bias for conv in convs)
+  kernels = {id(conv.kernel) for conv in convs}
+  gammas_betas = {id(v) for bn in batch_norms for v in (bn.gamma, bn.beta)}
+  assert kernels | gammas_betas == {id(v) for v in encoder.trainable_weights}
+
+
+@pytest.mark.parametrize("depth,last_conv", [(18, "conv2"), (50, "conv3")])
+def test_zero_init_last_block_gamma_v2_zeroes_last_conv(depth, last_conv):
+  encoder = resnet.ResNet(depth, version=2, zero_init_last_block_gamma=True,
+                          **TINY)
+  images = _images(batch=2, size=8)
+  encoder(images)
+  blocks = [b for stage in encoder.stages for b in stage]
+  assert all(np.all(getattr(b, last_conv).kernel.numpy() == 0) for b in blocks)
+  # No BN is zero-initialised (a zero gamma and beta before a ReLU would stop
+  # every gradient through it).
+  assert all(np.all(bn.gamma.numpy() == 1) for bn in
+             _layers_of_type(encoder, keras.layers.BatchNormalization))
+  # Blocks start as their shortcut: an identity-shortcut block is the identity.
+  block = encoder.stages[0][1]
+  x = _images(batch=1, size=8, channels=block.output_channels)
+  np.testing.assert_array_equal(block(x, training=True).numpy(), x.numpy())
+  # The zeroed convolutions learn from the first step.
+  with tf.GradientTape() as tape:
+    h = encoder(images, training=True)
+    loss = tf.reduce_sum(h * tf.range(1.0, h.shape[-1] + 1.0))
+  last_kernels = [getattr(b, last_conv).kernel for b in blocks]
+  grads = tape.gradient(loss, last_kernels)
+  assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
+  default = resnet.ResNet(depth, version=2, **TINY)
+  default(images)
+  assert np.any(getattr(default.stages[0][0], last_conv).kernel.numpy() != 0)
+
+
 def test_layers_round_trip_through_config():
   conv = resnet.Conv2DFixedPadding(4, 3, strides=2)
   clone = resnet.Conv2DFixedPadding.from_config(conv.get_config())
@@ -285,6 +567,10 @@ def test_layers_round_trip_through_config():
   encoder = resnet.ResNet(50, zero_init_last_block_gamma=True, **TINY)
   clone = resnet.ResNet.from_config(encoder.get_config())
   assert clone.get_config() == encoder.get_config()
+  assert clone.version == 1
+  encoder_v2 = resnet.ResNet(18, version=2, **TINY)
+  clone = resnet.ResNet.from_config(encoder_v2.get_config())
+  assert clone.version == 2 and clone.get_config() == encoder_v2.get_config()
   head = heads.ProjectionHead((8, 4), use_batch_norm=True)
   assert heads.ProjectionHead.from_config(head.get_config()).layer_sizes == (8, 4)
   classifier = heads.LinearClassifier(3, stop_gradient=False)
@@ -520,6 +806,7 @@ def test_build_model_from_config():
   encoder = model.encoder
   assert isinstance(encoder, resnet.ResNet)
   assert encoder.depth == 34 and encoder.stem_pool is None
+  assert encoder.version == 1 and encoder.final_bn is None
   assert encoder.stem_conv.kernel_size == (3, 3)
   assert encoder.stem_conv.strides == (1, 1)
   assert [len(s) for s in encoder.stages] == [3, 4, 6, 3]
@@ -532,6 +819,30 @@ def test_build_model_from_config():
   assert batch_norms and all(
       bn.momentum == 0.8 and bn.epsilon == 1e-3 and not bn.synchronized
       for bn in batch_norms)
+
+
+def test_build_model_resnet_v2():
+  model_config = config_lib.ModelConfig(
+      resnet_architecture=config_lib.ResNetArchitecture.RESNET_V2,
+      resnet_depth=50, resnet_width=0.125, first_conv_kernel_size=3,
+      first_conv_stride=1, use_initial_max_pool=False,
+      projection_head_layers=(32, 16), zero_init_last_block_gamma=True,
+      batch_norm_momentum=0.8)
+  model = model_lib.build_model(model_config, num_classes=4,
+                                synchronized_batch_norm=True)
+  outputs = model(_images(batch=2, size=8), training=True)
+  assert outputs["embedding"].shape == (2, 256)
+  assert outputs["projection"].shape == (2, 16)
+  assert outputs["logits"].shape == (2, 4)
+  encoder = model.encoder
+  assert encoder.version == 2 and encoder.depth == 50
+  assert encoder.stem_bn is None and encoder.final_bn is not None
+  blocks = [b for stage in encoder.stages for b in stage]
+  assert all(isinstance(b, resnet.BottleneckBlockV2) for b in blocks)
+  assert all(np.all(b.conv3.kernel.numpy() == 0) for b in blocks)
+  batch_norms = _layers_of_type(encoder, keras.layers.BatchNormalization)
+  assert encoder.final_bn in batch_norms
+  assert all(bn.synchronized and bn.momentum == 0.8 for bn in batch_norms)
 
 
 def test_build_model_defaults_and_invalid_depth():

@@ -25,6 +25,41 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.int16, 0x0C: np.int32,
 
 
 @dataclasses.dataclass(frozen=True)
+class DatasetMetadata:
+  """What a run needs to know about a dataset before reading it."""
+  name: str
+  num_train: int
+  num_eval: int
+  num_classes: int
+  channels: int
+  origin: str
+
+
+# Published split sizes (TFDS catalog) of the datasets the experiments name.
+_KNOWN = {
+    "fashion_mnist": (60000, 10000, 10, 1),
+    "mnist": (60000, 10000, 10, 1),
+    "cifar10": (50000, 10000, 10, 3),
+    "cifar100": (50000, 10000, 100, 3),
+    "imagenet2012": (1281167, 50000, 1000, 3),
+}
+
+
+def dataset_metadata(data_config: DataConfig) -> DatasetMetadata:
+  """Split sizes without reading data (for --mode=dry_run)."""
+  if data_config.dataset not in _KNOWN:
+    raise ConfigError(f"--dataset={data_config.dataset!r}: sizes unknown; known: "
+                      f"{', '.join(sorted(_KNOWN))}")
+  train, evaluation, classes, channels = _KNOWN[data_config.dataset]
+  if data_config.num_train_examples:
+    train = min(train, data_config.num_train_examples)
+  if data_config.num_eval_examples:
+    evaluation = min(evaluation, data_config.num_eval_examples)
+  return DatasetMetadata(data_config.dataset, train, evaluation, classes, channels,
+                         "the TFDS catalog")
+
+
+@dataclasses.dataclass(frozen=True)
 class InMemorySource:
   """Decoded examples: images uint8 [N, H, W, C], labels int32 [N]."""
   name: str

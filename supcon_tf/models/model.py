@@ -9,6 +9,12 @@ from supcon_tf import config as config_lib
 from supcon_tf.models import heads
 from supcon_tf.models import resnet
 
+# `ResNet(version=...)` of each `ResNetArchitecture`.
+_RESNET_VERSIONS = {
+    config_lib.ResNetArchitecture.RESNET_V1: 1,  # post-activation (v1.5)
+    config_lib.ResNetArchitecture.RESNET_V2: 2,  # pre-activation
+}
+
 
 class SupConModel(keras.Model):
   """Encoder `h = f(x)`, projection `z = g(h)` and logits `c(h)`.
@@ -98,13 +104,18 @@ def build_model(model_config: config_lib.ModelConfig,
       across replicas (a property of the run's strategy, hence not read from
       `model_config`).
 
+  `model_config.resnet_architecture` picks the encoder: `RESNET_V1` is
+  `ResNet(version=1)` (post-activation, v1.5), `RESNET_V2` is
+  `ResNet(version=2)` (pre-activation).
+
   Raises:
     ValueError: unknown architecture or depth.
   """
-  if model_config.resnet_architecture != config_lib.ResNetArchitecture.RESNET_V1:
+  version = _RESNET_VERSIONS.get(model_config.resnet_architecture)
+  if version is None:
     raise ValueError(
         f"Unsupported resnet_architecture {model_config.resnet_architecture}; "
-        f"supported: {config_lib.ResNetArchitecture.RESNET_V1.value}")
+        "supported: " + ", ".join(a.value for a in _RESNET_VERSIONS))
   encoder = resnet.ResNet(
       depth=model_config.resnet_depth,
       width_multiplier=model_config.resnet_width,
@@ -115,6 +126,7 @@ def build_model(model_config: config_lib.ModelConfig,
       batch_norm_epsilon=model_config.batch_norm_epsilon,
       synchronized_batch_norm=synchronized_batch_norm,
       zero_init_last_block_gamma=model_config.zero_init_last_block_gamma,
+      version=version,
       name="resnet")
   projection_head = heads.ProjectionHead(
       layer_sizes=model_config.projection_head_layers,

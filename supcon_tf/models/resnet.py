@@ -1,29 +1,53 @@
-"""ResNet encoders (v1, torchvision style "v1.5") as Keras 2 layers.
+"""ResNet encoders, v1 (torchvision style "v1.5") and v2 (pre-activation).
 
 The encoder maps images `[batch, height, width, channels]` (channels last) to
 the globally average-pooled representation `h` of shape `[batch, output_dim]`.
 
-Architecture (He et al. 2016, as in torchvision and TF-official):
+Layout shared by both versions (He et al. 2016, as in torchvision and
+TF-official):
 
-- stem: KxK stride-S convolution + BN + ReLU, then optionally a 3x3 stride-2
-  max-pool (ImageNet stem: K=7, S=2, max-pool; small-image stem: K=3, S=1, no
+- stem: KxK stride-S convolution, then optionally a 3x3 stride-2 max-pool
+  (ImageNet stem: K=7, S=2, max-pool; small-image stem: K=3, S=1, no
   max-pool);
 - four stages of residual blocks with 64, 128, 256, 512 (times the width
   multiplier) channels; stages 2-4 halve the resolution in their first block;
 - basic blocks (two 3x3 convolutions) for depths 18/34, bottleneck blocks
   (1x1, 3x3, 1x1 with expansion 4) for depths 50 and more. The stride of a
-  bottleneck sits on its 3x3 convolution ("ResNet v1.5").
+  bottleneck sits on its 3x3 convolution ("ResNet v1.5"), in both versions;
 - the shortcut is the identity unless the shape changes, then a 1x1 convolution
-  (with the block's stride) + BN ("projection shortcut", option B).
-- convolutions have no bias, every convolution is followed by BN, the ReLU
-  comes after the residual addition.
+  with the block's stride ("projection shortcut", option B);
+- convolutions have no bias.
+
+Version 1 ("Deep Residual Learning", post-activation): the stem convolution is
+followed by BN + ReLU (before the max-pool); every convolution is followed by
+BN, the projection shortcut too; the ReLU comes after the residual addition.
+
+Version 2 ("Identity Mappings in Deep Residual Networks", pre-activation). The
+layout is that of TF-official's `resnet_model.py` (`resnet_version=2`):
+
+- the stem is the bare convolution (+ max-pool): no BN/ReLU, since the first
+  block pre-activates its input;
+- a block computes `preact = relu(BN(x))`, runs its residual branch
+  `BN-ReLU-conv` units on `preact` (the first BN is this one), and adds the
+  shortcut with nothing after the addition. The identity shortcut is `x`
+  itself; the projection shortcut is a bare 1x1 convolution (no BN) of
+  `preact`;
+- a final BN + ReLU follows the last stage, before the global pooling.
+
+One deliberate difference to TF-official v2: TF-official gives the first block
+of *every* stage a projection shortcut, also where the shape does not change
+(stage 1 of ResNet-18/34, 64 -> 64 channels); here, as in our v1 and
+torchvision, a projection is used only where the shape changes, so the v2
+ResNet-18/34 have one 1x1 convolution fewer than TF-official's (the bottleneck
+depths have the same convolutions).
 
 Strided convolutions pad explicitly and symmetrically ("fixed padding"), so a
 given input gives the same windows as PyTorch and TF-official ResNets regardless
 of whether the input size is even or odd; stride-1 convolutions use 'same'.
 
-The module is organised so that pre-activation (v2) blocks can be added as new
-block classes in `_BLOCK_CLASSES` without touching the stem/stage logic.
+The stem and stage assembly in `ResNet` is shared; the versions differ in the
+block classes (`_BLOCK_CLASSES[version][block_type]`) and in the BN + ReLU
+around the stages (after the stem for v1, after the last stage for v2).
 """
 
 import dataclasses
@@ -50,6 +74,9 @@ _RESNET_SPECS = {
 }
 
 SUPPORTED_DEPTHS = tuple(sorted(_RESNET_SPECS))
+
+# 1: post-activation ResNet (v1.5); 2: pre-activation ResNet.
+SUPPORTED_VERSIONS = (1, 2)
 
 # Base channel widths of the stem and of the four stages (before the width
 # multiplier and the bottleneck expansion).
@@ -308,17 +335,117 @@ class BottleneckBlockV1(_ResidualBlock):
     return tf.nn.relu(x + shortcut)
 
 
-# Block classes by block type. A pre-activation (v2) variant adds its own table
-# (or a version key) here; the stem and stage assembly in `ResNet` stay as they
-# are.
+class _PreActivationBlock(_ResidualBlock):
+  """Shared parts of the pre-activation (v2) blocks.
+
+  Naming: `bn<i>` is the BN (followed by a ReLU) that precedes `conv<i>`;
+  `bn1` is the block's pre-activation, shared by the residual branch and the
+  projection shortcut.
+
+  `zero_init_last_gamma`: the residual branch of a v2 block ends in a
+  convolution, not in a BN, so the option zero-initialises the kernel of that
+  last convolution instead (as timm's `zero_init_last` for pre-activation
+  blocks). The branch then outputs exactly zero and the block starts as its
+  shortcut, which is what the option is for (identity blocks at
+  initialisation, Goyal et al. 2017). The last convolution gets a non-zero
+  gradient from the first step (its input, the activated branch, is non-zero),
+  so the branch learns. Zeroing the gamma of the BN before the last
+  convolution instead would not do: with beta also zero the following ReLU
+  sees exactly 0, where its gradient is 0, so that BN and everything before it
+  in the branch would never receive a gradient.
+  """
+
+  def _make_last_conv(self, filters, kernel_size, name):
+    kwargs = {}
+    if self.zero_init_last_gamma:
+      kwargs["kernel_initializer"] = "zeros"
+    return Conv2DFixedPadding(filters, kernel_size, 1, name=name, **kwargs)
+
+  def _make_shortcut(self):
+    """A bare 1x1 projection convolution (no BN), or None for the identity."""
+    if not self.use_projection:
+      return None, None
+    return (Conv2DFixedPadding(self.output_channels, 1, self.strides,
+                               name="shortcut_conv"),
+            None)
+
+  def _preactivate(self, inputs, training):
+    """Returns `(relu(bn1(inputs)), shortcut)`."""
+    preact = tf.nn.relu(self.bn1(inputs, training=training))
+    shortcut = inputs
+    if self.shortcut_conv is not None:
+      shortcut = self.shortcut_conv(preact)
+    return preact, shortcut
+
+
+class BasicBlockV2(_PreActivationBlock):
+  """BN - ReLU - conv3x3(stride) - BN - ReLU - conv3x3, + shortcut.
+
+  No activation after the addition. The projection shortcut (when the shape
+  changes) is a 1x1 convolution of the pre-activated input `relu(bn1(x))`.
+  """
+
+  expansion = 1
+
+  def __init__(self, filters: int, **kwargs):
+    super().__init__(filters, **kwargs)
+    self.bn1 = self._batch_norm("bn1")
+    self.conv1 = Conv2DFixedPadding(filters, 3, self.strides, name="conv1")
+    self.bn2 = self._batch_norm("bn2")
+    self.conv2 = self._make_last_conv(filters, 3, name="conv2")
+    self.shortcut_conv, self.shortcut_bn = self._make_shortcut()
+
+  def call(self, inputs, training=False):
+    x, shortcut = self._preactivate(inputs, training)
+    x = self.conv1(x)
+    x = self.conv2(tf.nn.relu(self.bn2(x, training=training)))
+    return x + shortcut
+
+
+class BottleneckBlockV2(_PreActivationBlock):
+  """BN-ReLU-1x1, BN-ReLU-3x3(stride), BN-ReLU-1x1(4x), + shortcut.
+
+  No activation after the addition. The stride is on the 3x3 convolution (as
+  our v1.5 and TF-official v2). The projection shortcut (when the shape
+  changes) is a 1x1 convolution of the pre-activated input `relu(bn1(x))`.
+  """
+
+  expansion = 4
+
+  def __init__(self, filters: int, **kwargs):
+    super().__init__(filters, **kwargs)
+    self.bn1 = self._batch_norm("bn1")
+    self.conv1 = Conv2DFixedPadding(filters, 1, 1, name="conv1")
+    self.bn2 = self._batch_norm("bn2")
+    self.conv2 = Conv2DFixedPadding(filters, 3, self.strides, name="conv2")
+    self.bn3 = self._batch_norm("bn3")
+    self.conv3 = self._make_last_conv(self.output_channels, 1, name="conv3")
+    self.shortcut_conv, self.shortcut_bn = self._make_shortcut()
+
+  def call(self, inputs, training=False):
+    x, shortcut = self._preactivate(inputs, training)
+    x = self.conv1(x)
+    x = self.conv2(tf.nn.relu(self.bn2(x, training=training)))
+    x = self.conv3(tf.nn.relu(self.bn3(x, training=training)))
+    return x + shortcut
+
+
+# Block classes by ResNet version and block type. The stem and stage assembly
+# in `ResNet` is shared by the versions.
 _BLOCK_CLASSES = {
-    "basic": BasicBlockV1,
-    "bottleneck": BottleneckBlockV1,
+    1: {
+        "basic": BasicBlockV1,
+        "bottleneck": BottleneckBlockV1,
+    },
+    2: {
+        "basic": BasicBlockV2,
+        "bottleneck": BottleneckBlockV2,
+    },
 }
 
 
 class ResNet(keras.layers.Layer):
-  """ResNet v1 encoder returning the globally average-pooled features `h`.
+  """ResNet v1 or v2 encoder returning the globally average-pooled features `h`.
 
   Mixed precision: the layer follows the global Keras dtype policy (inputs are
   auto-cast to the compute dtype, BN keeps float32 variables); `h` comes out in
@@ -339,6 +466,7 @@ class ResNet(keras.layers.Layer):
                batch_norm_epsilon: float = 1e-5,
                synchronized_batch_norm: bool = False,
                zero_init_last_block_gamma: bool = False,
+               version: int = 1,
                name: str = "resnet",
                **kwargs):
     """Builds all sublayers (their variables are created on the first call).
@@ -354,18 +482,28 @@ class ResNet(keras.layers.Layer):
       batch_norm_momentum: Keras-convention BN momentum.
       batch_norm_epsilon: BN epsilon.
       synchronized_batch_norm: all-reduce BN batch statistics across replicas.
-      zero_init_last_block_gamma: zero-initialise the scale of the last BN of
-        every residual branch (Goyal et al. 2017), so blocks start as identity.
+      zero_init_last_block_gamma: start every residual branch at zero, so that
+        blocks start as their shortcut (Goyal et al. 2017). v1: zero-initialise
+        the scale of the last BN of every residual branch. v2, whose branches
+        end in a convolution: zero-initialise the kernel of that last
+        convolution (see `_PreActivationBlock`).
+      version: 1 for ResNet v1 (post-activation), 2 for ResNet v2
+        (pre-activation, TF-official layout; see the module docstring).
       name: layer name.
       **kwargs: passed to `keras.layers.Layer` (e.g. `dtype`).
 
     Raises:
-      ValueError: unsupported depth or non-positive width.
+      ValueError: unsupported depth or version, or non-positive width.
     """
     super().__init__(name=name, **kwargs)
     spec = resnet_spec(depth)
     if not width_multiplier > 0:
       raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
+      raise ValueError(
+          f"Unsupported ResNet version {version!r}; allowed versions: "
+          f"{', '.join(str(v) for v in SUPPORTED_VERSIONS)}.")
+    self.version = int(version)
     self.depth = depth
     self.width_multiplier = width_multiplier
     self.first_conv_kernel_size = first_conv_kernel_size
@@ -385,12 +523,15 @@ class ResNet(keras.layers.Layer):
     self.stem_conv = Conv2DFixedPadding(
         stem_channels, first_conv_kernel_size, first_conv_stride,
         name="stem_conv")
-    self.stem_bn = make_batch_norm(batch_norm_momentum, batch_norm_epsilon,
-                                   synchronized_batch_norm, name="stem_bn")
+    # v1 activates the stem; v2 leaves that to the first block's
+    # pre-activation.
+    self.stem_bn = (make_batch_norm(batch_norm_momentum, batch_norm_epsilon,
+                                    synchronized_batch_norm, name="stem_bn")
+                    if self.version == 1 else None)
     self.stem_pool = (MaxPool2DFixedPadding(3, 2, name="stem_pool")
                       if use_initial_max_pool else None)
 
-    block_class = _BLOCK_CLASSES[spec.block_type]
+    block_class = _BLOCK_CLASSES[self.version][spec.block_type]
     in_channels = stem_channels
     stages = []
     for stage_index, (base_channels, num_blocks) in enumerate(
@@ -412,6 +553,10 @@ class ResNet(keras.layers.Layer):
     # One list of blocks per stage; tf_keras tracks nested lists of layers.
     self.stages = stages
     self._output_dim = in_channels
+    # v2 blocks end with the bare residual sum: activate it before pooling.
+    self.final_bn = (make_batch_norm(batch_norm_momentum, batch_norm_epsilon,
+                                     synchronized_batch_norm, name="final_bn")
+                     if self.version == 2 else None)
     self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
 
   @property
@@ -430,10 +575,14 @@ class ResNet(keras.layers.Layer):
     Returns:
       `h`, `[batch, output_dim]`; with `return_feature_maps`, the tuple
       `(h, feature_maps)` where `feature_maps` maps "stem" (after the optional
-      max-pool) and "stage1".."stage4" to their outputs.
+      max-pool), "stage1".."stage4" to their outputs and "final" to the map
+      that is pooled into `h` (v1: the stage-4 output; v2: the stage-4 output
+      after the final BN + ReLU).
     """
     feature_maps: Dict[str, tf.Tensor] = {}
-    x = tf.nn.relu(self.stem_bn(self.stem_conv(images), training=training))
+    x = self.stem_conv(images)
+    if self.stem_bn is not None:
+      x = tf.nn.relu(self.stem_bn(x, training=training))
     if self.stem_pool is not None:
       x = self.stem_pool(x)
     feature_maps["stem"] = x
@@ -441,6 +590,9 @@ class ResNet(keras.layers.Layer):
       for block in blocks:
         x = block(x, training=training)
       feature_maps[f"stage{stage_index + 1}"] = x
+    if self.final_bn is not None:
+      x = tf.nn.relu(self.final_bn(x, training=training))
+    feature_maps["final"] = x
     h = self.global_pool(x)
     if return_feature_maps:
       return h, feature_maps
@@ -460,5 +612,6 @@ class ResNet(keras.layers.Layer):
         batch_norm_momentum=self.batch_norm_momentum,
         batch_norm_epsilon=self.batch_norm_epsilon,
         synchronized_batch_norm=self.synchronized_batch_norm,
-        zero_init_last_block_gamma=self.zero_init_last_block_gamma)
+        zero_init_last_block_gamma=self.zero_init_last_block_gamma,
+        version=self.version)
     return config
