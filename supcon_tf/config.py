@@ -24,6 +24,7 @@ class Mode(enum.Enum):
   TRAIN = "train"
   EVAL = "eval"
   TRAIN_THEN_EVAL = "train_then_eval"
+  EXPORT = "export"
   DRY_RUN = "dry_run"
 
 
@@ -223,6 +224,19 @@ class RuntimeConfig:
                                       "end of each stage).")
   keep_checkpoint_max: int = field(3, "Checkpoints kept.")
   log_steps: int = field(0, "Progress line every N steps (0: every loop).")
+  export_dir: str = field(
+      "", "Where --mode=export (and the end of training) writes the TF-Hub "
+      "SavedModels; empty: <model_dir>/export.")
+  export_at_end: bool = field(True, "Export the SavedModels when training finishes.")
+  profile_steps: Tuple[int, ...] = field(
+      (), "START,END: trace the train steps taken while the global step goes from "
+      "START to END (tf.profiler, into model_dir/plugins/profile for TensorBoard's "
+      "Profile tab). Empty: no profiling.")
+  summary_images: int = field(
+      8, "Augmented views of the first training batch written to TensorBoard.")
+  projector_examples: int = field(
+      1000, "Test embeddings written for TensorBoard's projector at the end of stage 1 "
+      "and in eval mode (0: none).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,4 +347,10 @@ def validate(config: Config) -> None:
   check(r.checkpoint_steps > 0, f"--checkpoint_steps must be > 0, got {r.checkpoint_steps}")
   check(r.keep_checkpoint_max > 0, "--keep_checkpoint_max must be > 0")
   check(r.num_virtual_cpus >= 0, "--num_virtual_cpus must be >= 0")
+  check(not r.profile_steps or (len(r.profile_steps) == 2 and
+                                0 <= r.profile_steps[0] < r.profile_steps[1]),
+        f"--profile_steps must be START,END with 0 <= START < END, got "
+        f"{','.join(map(str, r.profile_steps))}")
+  check(r.summary_images >= 0 and r.projector_examples >= 0,
+        "--summary_images and --projector_examples must be >= 0")
   check(bool(r.model_dir), "--model_dir is required")

@@ -18,10 +18,12 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+from tensorboard.plugins.hparams import api as hp
 
 from supcon_tf import config as config_lib
 from supcon_tf import losses
 from supcon_tf import optim
+from supcon_tf import projector as projector_lib
 from supcon_tf.data import augment
 from supcon_tf.data import pipeline
 from supcon_tf.data.datasets import InMemorySource
@@ -118,7 +120,7 @@ class Trainer:
       self.metrics = {
           name: keras.metrics.Mean(name)
           for name in ("loss", "contrastive_loss", "cross_entropy_loss",
-                       "weight_decay_loss", "train_accuracy")}
+                       "weight_decay_loss", "train_accuracy", "gradient_norm")}
 
     ckpt_objects = {f"stage_{i}_optimizer": opt for i, opt in self.optimizers.items()}
     self.checkpoint = tf.train.Checkpoint(model=self.model, global_step=self.global_step,
@@ -133,6 +135,8 @@ class Trainer:
     self._train_loops = {}
     self._train_steps = {}
     self._writers = {}
+    self._profiling = False
+    self._wrote_config = False
 
   # ---------------------------------------------------------------- variables
   def _encoder_trains(self, plan: StagePlan) -> bool:
@@ -239,7 +243,13 @@ class Trainer:
     grads = tape.gradient(objective, variables)
     if loss_scaled:
       grads = opt.get_unscaled_gradients(grads)
-    opt.apply_gradients(zip(grads, variables))
+    # Sum the gradients over replicas here (instead of inside the optimizer) so that
+    # the norm of the gradient actually applied can be reported at no extra cost.
+    ctx = tf.distribute.get_replica_context()
+    if self.num_replicas > 1:
+      grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    gradient_norm = tf.linalg.global_norm(grads)
+    opt.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
     # Metrics: per-replica values whose mean over replicas is the global value.
     r = float(self.num_replicas)
     self.metrics["loss"].update_state(total * r)
@@ -247,6 +257,7 @@ class Trainer:
     self.metrics["cross_entropy_loss"].update_state(cross_entropy * r)
     self.metrics["weight_decay_loss"].update_state(decay * r)
     self.metrics["train_accuracy"].update_state(accuracy)
+    self.metrics["gradient_norm"].update_state(gradient_norm)
     del local_batch
 
   def _replica_fn(self, plan: StagePlan):
@@ -327,11 +338,16 @@ class Trainer:
                 f"{plan.steps_per_epoch} steps), {plan.num_views} view(s), global batch "
                 f"{rt.batch_size} on {self.num_replicas} replica(s)"
                 + (f", resuming at stage step {local_start}" if local_start else ""))
+      self._write_start_summaries(plan, local_start, step)
       stage_start_time = time.time()
       stage_start_step = step
       while step < plan.end_step:
         next_ckpt = (step // rt.checkpoint_steps + 1) * rt.checkpoint_steps
         chunk = min(rt.steps_per_loop, plan.end_step - step, next_ckpt - step)
+        for boundary in rt.profile_steps:  # chunks stop where the trace starts/ends
+          if boundary > step:
+            chunk = min(chunk, boundary - step)
+        self._profiler_control(step)
         self.reset_metrics()
         t0 = time.time()
         loop(iterator, tf.constant(chunk, tf.int32))
@@ -356,7 +372,59 @@ class Trainer:
             f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
             f"{images_per_sec:.0f} images/s | stage ETA {_format_seconds(eta)}")
         last = values
+      if plan.contrastive and step == plan.end_step and self.cfg.runtime.projector_examples:
+        self.write_projector(f"stage_{plan.index}")
+    self._profiler_control(step, final=True)
     return last
+
+  def _profiler_control(self, step: int, final: bool = False):
+    """Starts/stops the tf.profiler trace at --profile_steps boundaries."""
+    if not self.cfg.runtime.profile_steps or not self.is_chief:
+      return
+    start, end = self.cfg.runtime.profile_steps
+    if not self._profiling and start <= step < end and not final:
+      tf.profiler.experimental.start(self.model_dir)
+      self._profiling = True
+      self._log(f"profiling global steps {step + 1}..{end} into {self.model_dir}/plugins/profile")
+    elif self._profiling and (step >= end or final):
+      tf.profiler.experimental.stop()
+      self._profiling = False
+
+  def _write_start_summaries(self, plan: StagePlan, local_start: int, step: int):
+    """Config text, hparams and a few augmented views of the stage's first batch."""
+    rt = self.cfg.runtime
+    with self._writer("train").as_default(step=step):
+      if not self._wrote_config:
+        tf.summary.text("config", "```\n" + self.cfg.to_json() + "\n```")
+        hp.hparams(_flat_hparams(self.cfg.to_dict()), trial_id=self.model_dir)
+        self._wrote_config = True
+      if rt.summary_images:
+        spec = pipeline.TrainInputSpec(
+            global_batch_size=rt.batch_size, num_views=plan.num_views,
+            seed=self.cfg.data.seed, stage=plan.index, start_step=local_start)
+        batch = next(iter(pipeline.train_dataset(
+            self.source.train_images, self.source.train_labels, spec,
+            augment.view_kwargs(self.cfg.data))))
+        views = batch["views"][:rt.summary_images]  # [k, V, H, W, C]
+        # One image per sample: its views side by side.
+        rows = tf.concat(tf.unstack(views, axis=1), axis=2)
+        tf.summary.image(f"augmented_views/stage_{plan.index}", rows,
+                         max_outputs=rt.summary_images)
+
+  def write_projector(self, name: str) -> Optional[str]:
+    """Test-set embeddings h (with labels, and a sprite for small images) for
+    TensorBoard's projector, in model_dir/projector/<name>."""
+    if not self.is_chief:
+      return None
+    n = min(self.cfg.runtime.projector_examples, len(self.source.test_labels))
+    images = np.stack([augment.eval_view(tf.constant(im), size=self.cfg.data.image_size)
+                       for im in self.source.test_images[:n]])
+    embeddings = np.concatenate([
+        tf.cast(self.model.encode(images[i:i + 256], training=False), tf.float32).numpy()
+        for i in range(0, n, 256)])
+    return projector_lib.write_projector(
+        os.path.join(self.model_dir, "projector", name), embeddings,
+        self.source.test_labels[:n], images)
 
   def _write_train_summaries(self, plan, values, lr, images_per_sec, step):
     with self._writer("train").as_default(step=step):
@@ -368,6 +436,9 @@ class Trainer:
         tf.summary.scalar("train/accuracy", values["train_accuracy"])
       tf.summary.scalar("loss/weight_decay", values["weight_decay_loss"])
       tf.summary.scalar("learning_rate", lr)
+      tf.summary.scalar("norms/gradient", values["gradient_norm"])
+      tf.summary.scalar("norms/weights", float(tf.linalg.global_norm(
+          self.model.trainable_variables)))
       tf.summary.scalar("images_per_second", images_per_sec)
       tf.summary.scalar("stage", plan.index)
 
@@ -412,6 +483,8 @@ class Trainer:
     if self.is_chief:
       _atomic_write(os.path.join(self.model_dir, "eval_results.json"),
                     json.dumps(result, indent=2))
+    if rt.mode == config_lib.Mode.EVAL and rt.projector_examples:
+      self.write_projector("eval")
     self._log(f"test top-1: {100 * result['top_1']:.2f}%  top-{k}: "
               f"{100 * result['top_5']:.2f}%  ({result['num_examples']} images, "
               f"global step {step})")
@@ -439,6 +512,20 @@ def _dtype_policy(precision: config_lib.Precision):
     yield
   finally:
     keras.mixed_precision.set_global_policy(previous)
+
+
+def _flat_hparams(d, prefix=""):
+  """Config dict -> {"section.field": bool|int|float|str} for the hparams plugin."""
+  out = {}
+  for key, value in d.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(_flat_hparams(value, name + "."))
+    elif isinstance(value, (bool, int, float, str)):
+      out[name] = value
+    else:
+      out[name] = str(value)
+  return out
 
 
 def _format_seconds(seconds: float) -> str:
