@@ -340,7 +340,8 @@ def validate(config: Config) -> None:
             f"--{name}_cross_entropy_loss_weight are 0")
   check(config.stage_1.epochs > 0 or config.stage_1.steps > 0 or
         config.stage_2.epochs > 0 or config.stage_2.steps > 0 or
-        r.mode == Mode.EVAL, "nothing to train: both stages have 0 epochs and 0 steps")
+        r.mode in (Mode.EVAL, Mode.EXPORT),
+        "nothing to train: both stages have 0 epochs and 0 steps")
   check(r.batch_size > 0, f"--batch_size must be > 0, got {r.batch_size}")
   check(r.eval_batch_size > 0, f"--eval_batch_size must be > 0, got {r.eval_batch_size}")
   check(r.steps_per_loop > 0, f"--steps_per_loop must be > 0, got {r.steps_per_loop}")

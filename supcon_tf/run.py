@@ -41,9 +41,10 @@ def check_model_dir(cfg: config_lib.Config) -> None:
   """Refuses to resume a model_dir written with an incompatible config."""
   path = os.path.join(cfg.runtime.model_dir, "config.json")
   if not os.path.exists(path):
-    if cfg.runtime.mode == config_lib.Mode.EVAL:
-      raise config_lib.ConfigError(f"--mode=eval needs a trained model_dir; "
-                                   f"{cfg.runtime.model_dir!r} has no config.json")
+    if cfg.runtime.mode in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT):
+      raise config_lib.ConfigError(f"--mode={cfg.runtime.mode.value} needs a trained "
+                                   f"model_dir; {cfg.runtime.model_dir!r} has no "
+                                   "config.json")
     return
   with open(path) as f:
     try:
@@ -93,7 +94,7 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     return dry_run.dry_run(cfg, strategy)
   source = datasets.load_source(cfg.data)
   is_chief = distribute.is_chief(strategy)
-  if is_chief and rt.mode != config_lib.Mode.EVAL:
+  if is_chief and rt.mode not in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT):
     write_config(cfg)
   if verbose and is_chief:
     print(f"{source.name} from {source.origin}: {len(source.train_labels)} train / "
@@ -105,6 +106,15 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     result = None
     if rt.mode in (config_lib.Mode.TRAIN, config_lib.Mode.TRAIN_THEN_EVAL):
       trainer.train()
+      if rt.export_at_end:
+        from supcon_tf import export  # pylint: disable=g-import-not-at-top
+        export.export_trainer(trainer)  # every worker takes part, the chief writes
+    if rt.mode == config_lib.Mode.EXPORT:
+      if trainer.latest_checkpoint() is None:
+        raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to export")
+      trainer.restore()
+      from supcon_tf import export  # pylint: disable=g-import-not-at-top
+      result = export.export_trainer(trainer)
     if rt.mode in (config_lib.Mode.EVAL, config_lib.Mode.TRAIN_THEN_EVAL):
       if trainer.latest_checkpoint() is None:
         raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
@@ -117,11 +127,14 @@ def run(cfg: config_lib.Config, verbose: bool = True):
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
+  # absl turns the default verbosity into 0 (info) after parsing; --verbosity=-1
+  # (warnings only) silences the progress lines too.
+  verbose = FLAGS.verbosity >= 0
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress lines are printed instead
   try:
     cfg = flags_lib.config_from_flags(FLAGS)
-    run(cfg)
+    run(cfg, verbose=verbose)
   except config_lib.ConfigError as e:
     _fail(str(e))
   except Exception as e:  # pylint: disable=broad-except
