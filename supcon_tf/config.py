@@ -28,6 +28,20 @@ class Mode(enum.Enum):
   DRY_RUN = "dry_run"
 
 
+class AugmentationType(enum.Enum):
+  SIMCLR = "simclr"  # crop, flip, colour jitter, grayscale (+ blur)
+  AUTOAUGMENT = "autoaugment"  # crop, flip, AutoAugment (ImageNet policy)
+  RANDAUGMENT = "randaugment"  # crop, flip, RandAugment
+  STACKED_RANDAUGMENT = "stacked_randaugment"  # SimCLR ops and RandAugment (R200)
+  IDENTITY = "identity"  # resize only
+
+
+class EvalCropMethod(enum.Enum):
+  IDENTITY = "identity"
+  RESIZE_THEN_CROP = "resize_then_crop"
+  CROP_THEN_RESIZE = "crop_then_resize"
+
+
 class Precision(enum.Enum):
   FLOAT32 = "float32"
   BFLOAT16 = "bfloat16"  # mixed_bfloat16: bfloat16 compute, float32 variables
@@ -97,9 +111,22 @@ class DataConfig:
   crop_aspect_range: Tuple[float, float] = field(
       (0.75, 4.0 / 3.0), "Random resized crop: range of the aspect ratio.")
   flip: bool = field(True, "Random horizontal flip in training.")
+  augmentation_type: AugmentationType = field(
+      AugmentationType.SIMCLR, "Training augmentation of each view.")
   augmentation_magnitude: float = field(
-      0.5, "SimCLR colour-jitter strength (RGB images only).")
+      0.5, "SimCLR colour-jitter strength (RGB images only), for simclr and "
+      "stacked_randaugment.")
+  use_pytorch_color_jitter: bool = field(
+      False, "torchvision ColorJitter semantics instead of TensorFlow's.")
   grayscale_probability: float = field(0.2, "Random grayscale probability (RGB only).")
+  blur_probability: float = field(
+      0.0, "Gaussian blur probability (simclr and stacked_randaugment only).")
+  randaugment_layers: int = field(2, "RandAugment: ops per image (N).")
+  randaugment_magnitude: float = field(10.0, "RandAugment: magnitude M on the 0..10 scale.")
+  eval_crop_method: EvalCropMethod = field(
+      EvalCropMethod.IDENTITY, "Evaluation view: identity (small images) or the "
+      "ImageNet centre crops.")
+  crop_padding: int = field(32, "Centre crop of image_size / (image_size + crop_padding).")
   num_train_examples: int = field(
       0, "Use only the first N training examples (0: all). For smoke runs.")
   num_eval_examples: int = field(0, "Use only the first N test examples (0: all).")
@@ -310,6 +337,10 @@ def validate(config: Config) -> None:
     check(0 < lo <= hi, f"--{name} must be two numbers 0 < lo <= hi, got {lo},{hi}")
   check(d.crop_area_range[1] <= 1.0, "--crop_area_range upper bound must be <= 1")
   check(0 <= d.grayscale_probability <= 1, "--grayscale_probability must be in [0, 1]")
+  check(0 <= d.blur_probability <= 1, "--blur_probability must be in [0, 1]")
+  check(0 <= d.randaugment_magnitude <= 10, "--randaugment_magnitude must be in [0, 10]")
+  check(d.randaugment_layers >= 0, "--randaugment_layers must be >= 0")
+  check(d.crop_padding >= 0, "--crop_padding must be >= 0")
   check(d.num_train_examples >= 0 and d.num_eval_examples >= 0,
         "--num_train_examples/--num_eval_examples must be >= 0")
   check(m.resnet_depth in (18, 34, 50, 101, 152, 200),

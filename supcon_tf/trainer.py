@@ -417,7 +417,8 @@ class Trainer:
     if not self.is_chief:
       return None
     n = min(self.cfg.runtime.projector_examples, len(self.source.test_labels))
-    images = np.stack([augment.eval_view(tf.constant(im), size=self.cfg.data.image_size)
+    eval_kwargs = augment.eval_kwargs(self.cfg.data)
+    images = np.stack([augment.eval_view(tf.constant(im), **eval_kwargs)
                        for im in self.source.test_images[:n]])
     embeddings = np.concatenate([
         tf.cast(self.model.encode(images[i:i + 256], training=False), tf.float32).numpy()
@@ -448,10 +449,10 @@ class Trainer:
     step = self.restore()
     rt = self.cfg.runtime
     images, labels = self.source.test_images, self.source.test_labels
-    size = self.cfg.data.image_size
 
     def dataset_fn(input_context):
-      return pipeline.eval_dataset(images, labels, rt.eval_batch_size, size, input_context)
+      return pipeline.eval_dataset(images, labels, rt.eval_batch_size,
+                                   augment.eval_kwargs(self.cfg.data), input_context)
 
     dist = self.strategy.distribute_datasets_from_function(dataset_fn)
     k = min(5, self.source.num_classes)

@@ -300,17 +300,21 @@ def test_eval_view_identity_default():
     augment.eval_view(image, size=28, method="center")
 
 
-def test_view_kwargs_passes_optional_fields():
-  class Data:
-    image_size, crop_area_range, crop_aspect_range, flip = 24, (0.2, 1.0), (0.75, 1.3), True
-    augmentation_magnitude, grayscale_probability = 1.0, 0.2
-    augmentation_type, blur_probability, defer_blurring = "stacked_randaugment", 0.5, True
-    mean, std = [0.5] * 3, [0.25] * 3
-
-  kw = augment.view_kwargs(Data())
+def test_view_and_eval_kwargs_from_config():
+  from supcon_tf.config import AugmentationType, DataConfig, EvalCropMethod
+  cfg = DataConfig(image_size=24, crop_area_range=(0.2, 1.0), augmentation_magnitude=1.0,
+                   augmentation_type=AugmentationType.STACKED_RANDAUGMENT,
+                   blur_probability=0.5, use_pytorch_color_jitter=True,
+                   randaugment_layers=3, randaugment_magnitude=7.0,
+                   eval_crop_method=EvalCropMethod.RESIZE_THEN_CROP, crop_padding=8)
+  kw = augment.view_kwargs(cfg)
   assert kw["augmentation_type"] == "stacked_randaugment" and kw["color_strength"] == 1.0
-  assert kw["blur_probability"] == 0.0 and kw["mean"] == (0.5, 0.5, 0.5)
+  assert kw["blur_probability"] == 0.5 and kw["pytorch_color_jitter"]
+  assert kw["randaugment_layers"] == 3 and kw["randaugment_magnitude"] == 7.0
   assert augment.train_view(_image(3, tf.uint8), _SEED, **kw).shape == (24, 24, 3)
+  ekw = augment.eval_kwargs(cfg)
+  assert ekw == dict(size=24, method="resize_then_crop", crop_padding=8)
+  assert augment.eval_view(_image(3, tf.uint8), **ekw).shape == (24, 24, 3)
 
 
 # ------------------------------------------------------------------ other processes

@@ -204,7 +204,7 @@ def test_eval_dataset_pads_to_full_batches():
   images, labels = _data(10)
   ctx = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                    num_replicas_in_sync=2)
-  batches = _take(pipeline.eval_dataset(images, labels, 8, 12, ctx), 100)
+  batches = _take(pipeline.eval_dataset(images, labels, 8, dict(size=12), ctx), 100)
   assert all(b["image"].shape == (4, 12, 12, 1) for b in batches)
   valid_labels = np.concatenate([b["labels"][b["valid"]] for b in batches])
   assert sorted(valid_labels) == list(range(10))

@@ -643,36 +643,25 @@ def eval_view(image, *, size: int, method: str = "identity", crop_padding: int =
   return _maybe_normalize(image, mean, std)
 
 
-# Keyword arguments of `train_view` that `view_kwargs` copies from a DataConfig
-# field of the same name, when the config has one.
-_OPTIONAL_VIEW_FIELDS = ("augmentation_type", "jitter_probability",
-                         "pytorch_color_jitter", "multiplicative_brightness",
-                         "blur_probability", "randaugment_layers",
-                         "randaugment_magnitude", "mean", "std")
-
-
 def view_kwargs(data_config) -> dict:
-  """Keyword arguments of `train_view` from a DataConfig.
+  """Keyword arguments of `train_view` from a `DataConfig`."""
+  return dict(size=data_config.image_size,
+              augmentation_type=data_config.augmentation_type.value,
+              area_range=tuple(data_config.crop_area_range),
+              aspect_range=tuple(data_config.crop_aspect_range),
+              flip=data_config.flip,
+              color_strength=data_config.augmentation_magnitude,
+              pytorch_color_jitter=data_config.use_pytorch_color_jitter,
+              grayscale_probability=data_config.grayscale_probability,
+              blur_probability=data_config.blur_probability,
+              randaugment_layers=data_config.randaugment_layers,
+              randaugment_magnitude=data_config.randaugment_magnitude)
 
-  Fields named like a `train_view` keyword in `_OPTIONAL_VIEW_FIELDS` are passed
-  through when present; a true `defer_blurring` field sets blur_probability 0
-  (the blur then runs on the batch, `batch_random_blur`).
-  """
-  kwargs = dict(size=data_config.image_size,
-                area_range=tuple(data_config.crop_area_range),
-                aspect_range=tuple(data_config.crop_aspect_range),
-                flip=data_config.flip,
-                color_strength=data_config.augmentation_magnitude,
-                grayscale_probability=data_config.grayscale_probability)
-  for name in _OPTIONAL_VIEW_FIELDS:
-    if hasattr(data_config, name):
-      value = getattr(data_config, name)
-      if name in ("mean", "std") and value is not None:
-        value = tuple(value)
-      kwargs[name] = value
-  if getattr(data_config, "defer_blurring", False):
-    kwargs["blur_probability"] = 0.0
-  return kwargs
+
+def eval_kwargs(data_config) -> dict:
+  """Keyword arguments of `eval_view` from a `DataConfig`."""
+  return dict(size=data_config.image_size, method=data_config.eval_crop_method.value,
+              crop_padding=data_config.crop_padding)
 
 
 __all__: Sequence[str] = (
@@ -681,4 +670,4 @@ __all__: Sequence[str] = (
     "random_resized_crop", "random_flip", "color_jitter", "to_grayscale",
     "gaussian_blur", "random_blur", "batch_random_blur", "randaugment",
     "autoaugment", "normalize", "train_view", "view_blur_seed", "train_views",
-    "eval_view", "view_kwargs")
+    "eval_view", "view_kwargs", "eval_kwargs")

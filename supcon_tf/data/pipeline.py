@@ -89,7 +89,7 @@ def train_dataset(images, labels, spec: TrainInputSpec, view_kwargs: dict,
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def eval_dataset(images, labels, global_batch_size: int, image_size: int,
+def eval_dataset(images, labels, global_batch_size: int, eval_kwargs: dict,
                  input_context: tf.distribute.InputContext = None) -> tf.data.Dataset:
   """Finite dataset of per-replica batches {"image", "labels", "valid"}.
 
@@ -108,7 +108,7 @@ def eval_dataset(images, labels, global_batch_size: int, image_size: int,
     per_replica = input_context.get_per_replica_batch_size(global_batch_size)
 
   def prep(item):
-    return {"image": augment.eval_view(item["image"], size=image_size),
+    return {"image": augment.eval_view(item["image"], **eval_kwargs),
             "labels": tf.maximum(item["labels"], 0),
             "valid": item["labels"] >= 0}
 
