@@ -100,6 +100,8 @@ class DataConfig:
       "fashion_mnist", "Dataset name. This release reads fashion_mnist (TFDS "
       "copy under --data_dir if prepared there, else Debian's idx files).")
   data_dir: str = field("", "TFDS data directory; empty: TFDS is not used.")
+  train_split: str = field("train", "TFDS training split (e.g. train[:90%]).")
+  eval_split: str = field("test", "TFDS evaluation split (e.g. train[90%:]).")
   fashion_mnist_dir: str = field(
       "/usr/share/datasets/fashion-mnist",
       "Directory with Fashion-MNIST's idx files (Debian package "

@@ -54,7 +54,7 @@ def test_load_source_errors(tmp_path):
     datasets.load_source(DataConfig(fashion_mnist_dir=str(tmp_path / "nope")))
   with pytest.raises(ConfigError, match="not found"):
     datasets.load_source(DataConfig(fashion_mnist_dir=str(tmp_path)))
-  with pytest.raises(ConfigError, match="not supported"):
+  with pytest.raises(ConfigError, match="not prepared under --data_dir"):
     datasets.load_source(DataConfig(dataset="imagenet2012"))
 
 
@@ -81,6 +81,19 @@ def test_tfds_source_used_when_prepared(tmp_path, monkeypatch):
   assert source.train_images.shape[1:] == (28, 28, 1)
   assert len(source.train_labels) == 30 and source.num_classes == 10
   assert source.train_images.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name, shape, classes", [("cifar10", (32, 32, 3), 10),
+                                                  ("cifar100", (32, 32, 3), 100)])
+def test_tfds_cifar_in_memory_with_splits(tmp_path, monkeypatch, name, shape, classes):
+  import tensorflow_datasets as tfds
+  monkeypatch.setattr(datasets, "tfds_prepared", lambda n, d: True)
+  with tfds.testing.mock_data(num_examples=20, data_dir=str(tmp_path)):
+    source = datasets.load_source(DataConfig(dataset=name, data_dir=str(tmp_path),
+                                             train_split="train[:50%]",
+                                             eval_split="train[50%:]"))
+  assert source.train_images.shape[1:] == shape and source.num_classes == classes
+  assert source.train_images.dtype == np.uint8 and source.train_labels.dtype == np.int32
 
 
 # ------------------------------------------------------------------ augmentations

@@ -131,40 +131,70 @@ def tfds_prepared(name: str, data_dir: str) -> bool:
     return False
 
 
-def load_tfds_in_memory(name: str, data_dir: str) -> InMemorySource:
+# Decoded in memory only below this size; larger datasets need a streaming source.
+_MAX_IN_MEMORY_BYTES = 4 << 30
+
+
+def load_tfds_in_memory(name: str, data_dir: str, train_split: str = "train",
+                        eval_split: str = "test") -> InMemorySource:
+  """A prepared TFDS image-classification dataset (features `image`, `label`),
+  decoded into memory. Raises ConfigError when it is too large for that."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(name, data_dir=data_dir)
+  features = builder.info.features
+  if "image" not in features or "label" not in features:
+    raise ConfigError(f"TFDS {name} has no 'image' and 'label' features")
+  shape = features["image"].shape
+  if None in shape[:2]:
+    raise ConfigError(f"TFDS {name} has variable-size images {shape}: in-memory loading "
+                      "needs fixed sizes (streaming sources are not implemented yet)")
   splits = {}
-  for split in ("train", "test"):
-    ds = builder.as_dataset(split=split).batch(8192)
-    chunks = list(tfds.as_numpy(ds))
+  for role, split in (("train", train_split), ("eval", eval_split)):
+    try:
+      ds = builder.as_dataset(split=split)
+    except (ValueError, KeyError) as e:
+      raise ConfigError(f"TFDS {name}: bad split {split!r}: {str(e).splitlines()[0]}") from None
+    count = int(ds.cardinality())
+    if count > 0 and count * int(np.prod([d or 1 for d in shape])) > _MAX_IN_MEMORY_BYTES:
+      raise ConfigError(f"TFDS {name} split {split!r} is too large to hold in memory")
+    chunks = list(tfds.as_numpy(ds.batch(8192)))
+    if not chunks:
+      raise ConfigError(f"TFDS {name} split {split!r} is empty")
     images = np.concatenate([c["image"] for c in chunks])
     labels = np.concatenate([c["label"] for c in chunks])
     if images.ndim == 3:
       images = images[..., None]
-    splits[split] = (images.astype(np.uint8), labels.astype(np.int32))
-  num_classes = builder.info.features["label"].num_classes
-  return InMemorySource(name, *splits["train"], *splits["test"],
+    splits[role] = (images.astype(np.uint8), labels.astype(np.int32))
+  num_classes = features["label"].num_classes
+  return InMemorySource(name, *splits["train"], *splits["eval"],
                         num_classes=num_classes, origin=f"TFDS under {data_dir}")
 
 
 def load_source(data_config: DataConfig) -> InMemorySource:
-  """The source named by the config. Raises ConfigError if it cannot be found."""
-  if data_config.dataset != "fashion_mnist":
-    raise ConfigError(f"--dataset={data_config.dataset!r} is not supported yet; this "
-                      "release reads fashion_mnist")
-  if tfds_prepared(data_config.dataset, data_config.data_dir):
-    source = load_tfds_in_memory(data_config.dataset, data_config.data_dir)
-  else:
+  """The source named by the config. Raises ConfigError if it cannot be found.
+
+  A TFDS dataset prepared under --data_dir is used when there is one; otherwise
+  fashion_mnist is read from Debian's idx files.
+  """
+  name = data_config.dataset
+  if tfds_prepared(name, data_config.data_dir):
+    source = load_tfds_in_memory(name, data_config.data_dir, data_config.train_split,
+                                 data_config.eval_split)
+  elif name == "fashion_mnist":
     if data_config.data_dir:
-      logging.info("TFDS %s not prepared under %s; reading the idx files",
-                   data_config.dataset, data_config.data_dir)
+      logging.info("TFDS %s not prepared under %s; reading the idx files", name,
+                   data_config.data_dir)
     if not os.path.isdir(data_config.fashion_mnist_dir):
       raise ConfigError(
           f"--fashion_mnist_dir={data_config.fashion_mnist_dir!r} does not exist: "
           "install Debian's dataset-fashion-mnist package (make data), or put the "
           "four idx files in a directory and pass it")
     source = load_fashion_mnist_idx(data_config.fashion_mnist_dir)
+  else:
+    raise ConfigError(
+        f"--dataset={name!r} is not prepared under --data_dir={data_config.data_dir!r}: "
+        "prepare it with TFDS (e.g. `tfds build " + name + " --data_dir=DIR`) and pass "
+        "that directory")
   return subset(source, data_config.num_train_examples, data_config.num_eval_examples)
 
 
