@@ -83,7 +83,15 @@ def run(cfg: config_lib.Config, verbose: bool = True):
   from supcon_tf.data import datasets  # pylint: disable=g-import-not-at-top
 
   rt = cfg.runtime
-  strategy = distribute.create_strategy(rt.strategy, rt.tpu, rt.num_virtual_cpus)
+  try:
+    strategy = distribute.create_strategy(rt.strategy, rt.tpu, rt.num_virtual_cpus)
+  except config_lib.ConfigError as e:
+    if rt.mode != config_lib.Mode.DRY_RUN:
+      raise
+    # A dry run happens on a laptop before the pod exists: plan on one device.
+    print(f"dry run: {e}; planning with the default strategy (1 replica)", flush=True)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    strategy = tf.distribute.get_strategy()
   replicas = strategy.num_replicas_in_sync
   per_replica = distribute.check_batch_divisible(rt.batch_size, replicas, "batch_size")
   distribute.check_batch_divisible(rt.eval_batch_size, replicas, "eval_batch_size")

@@ -67,6 +67,18 @@ def test_refusals_before_training(tmp_path, fake_data):
   assert not os.path.exists(tmp_path / "a" / "checkpoint")
 
 
+def test_dry_run_of_a_pod_config_on_a_laptop(tmp_path):
+  """r200.cfg names a TPU; a dry run plans it here without one and writes nothing."""
+  result = testing.run_cli(["--flagfile=experiments/r200.cfg", "--mode=dry_run",
+                            f"--model_dir={tmp_path / 'm'}"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  out = result.stdout
+  assert "planning with the default strategy" in out
+  assert "ResNet-200" in out and "62,624,832 trainable parameters" in out
+  assert "312 steps/epoch" in out  # 1,281,167 // 4096
+  assert not os.path.exists(tmp_path / "m")
+
+
 def test_train_kill_resume_eval(tmp_path, fake_data):
   """Two stages under MirroredStrategy on 2 virtual CPUs: killed (SIGKILL) after a
   checkpoint, rerun with the same command, resumes at the checkpointed step (the
