@@ -27,7 +27,6 @@ import tf_keras as keras
 from supcon_tf import config as config_lib
 from supcon_tf import export
 from supcon_tf import trainer as trainer_lib
-from supcon_tf.data.datasets import InMemorySource
 from tests import testing
 
 _SIZE, _CHANNELS, _CLASSES = 16, 3, 4
@@ -37,11 +36,7 @@ _EXPECTED_KEY = {export.ENCODER: "embedding", export.PROJECTION: "projection",
 
 
 def _source(n=16):
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (n, _SIZE, _SIZE, _CHANNELS), dtype=np.uint8)
-  labels = (np.arange(n) % _CLASSES).astype(np.int32)
-  return InMemorySource("synthetic", images, labels, images[:8], labels[:8], _CLASSES,
-                        "test")
+  return testing.synthetic_source(n, _SIZE, _CHANNELS, _CLASSES)
 
 
 def _config(model_dir, precision=config_lib.Precision.FLOAT32, stage_2_steps=1):

@@ -12,15 +12,11 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from supcon_tf import config as config_lib
 from supcon_tf import trainer as trainer_lib
-from supcon_tf.data.datasets import InMemorySource
 from tests import testing
 
 
 def _source(n=32, size=12, classes=4):
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8)
-  labels = (np.arange(n) % classes).astype(np.int32)
-  return InMemorySource("synthetic", images, labels, images[:16], labels[:16], classes, "t")
+  return testing.synthetic_source(n, size, 1, classes, num_test=16)
 
 
 def _events(logdir):

@@ -15,15 +15,11 @@ from supcon_tf import config as config_lib
 from supcon_tf import dry_run
 from supcon_tf import flags as flags_lib
 from supcon_tf import trainer as trainer_lib
-from supcon_tf.data.datasets import InMemorySource
 from tests import testing
 
 
 def _source(n=16, size=16, channels=3, classes=4, seed=0):
-  rng = np.random.default_rng(seed)
-  images = rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8)
-  labels = (np.arange(n) % classes).astype(np.int32)
-  return InMemorySource("synthetic", images, labels, images[:8], labels[:8], classes, "test")
+  return testing.synthetic_source(n, size, channels, classes, seed=seed)
 
 
 def _r50_config(precision, model_dir, global_bn=True):
