@@ -94,7 +94,7 @@ def dry_run(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
       continue
     sched = optim.learning_rate_schedule(stage_cfg, rt.batch_size, plan.steps_per_epoch,
                                          plan.num_steps)
-    warmup = min(int(round(stage_cfg.warmup_epochs * plan.steps_per_epoch)), plan.num_steps)
+    warmup = sched.warmup_steps
     milestones = sorted({0, warmup, plan.num_steps // 4, plan.num_steps // 2,
                          3 * plan.num_steps // 4, plan.num_steps})
     lrs = {m: float(sched(m)) for m in milestones}

@@ -258,7 +258,6 @@ class Trainer:
     self.metrics["weight_decay_loss"].update_state(decay * r)
     self.metrics["train_accuracy"].update_state(accuracy)
     self.metrics["gradient_norm"].update_state(gradient_norm)
-    del local_batch
 
   def _replica_fn(self, plan: StagePlan):
     """The per-replica step, XLA-compiled with --jit_compile."""
