@@ -42,6 +42,13 @@ class EvalCropMethod(enum.Enum):
   CROP_THEN_RESIZE = "crop_then_resize"
 
 
+class InputNormalization(enum.Enum):
+  """Per-channel whitening applied inside the model (so exports keep [0, 1] inputs)."""
+  NONE = "none"
+  IMAGENET = "imagenet"  # mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)
+  CIFAR10 = "cifar10"  # the authors' apply_whitening for CIFAR
+
+
 class Precision(enum.Enum):
   FLOAT32 = "float32"
   BFLOAT16 = "bfloat16"  # mixed_bfloat16: bfloat16 compute, float32 variables
@@ -97,9 +104,17 @@ class DenominatorMode(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   dataset: str = field(
-      "fashion_mnist", "Dataset name. This release reads fashion_mnist (TFDS "
-      "copy under --data_dir if prepared there, else Debian's idx files).")
-  data_dir: str = field("", "TFDS data directory; empty: TFDS is not used.")
+      "fashion_mnist", "TFDS dataset name (e.g. imagenet2012, cifar10, cifar100, "
+      "fashion_mnist, or any TFDS image-classification dataset with 'image' and "
+      "'label' features) prepared under --data_dir; fashion_mnist without --data_dir "
+      "reads Debian's idx files. Set to image_folder by --image_dir.")
+  data_dir: str = field("", "TFDS data directory (local or gs://); empty: TFDS is not "
+                            "used.")
+  image_dir: str = field(
+      "", "A folder of your own labelled images (JPEG/PNG/BMP/GIF), one sub-folder "
+      "per class. Splits: --train_split/--eval_split name sub-folders of it (e.g. "
+      "train, val) each holding the class folders, or 'all' for class folders "
+      "directly under it, with TFDS-style slices per class: all[:90%], all[90%:].")
   train_split: str = field("train", "TFDS training split (e.g. train[:90%]).")
   eval_split: str = field("test", "TFDS evaluation split (e.g. train[90%:]).")
   fashion_mnist_dir: str = field(
@@ -133,6 +148,27 @@ class DataConfig:
       0, "Use only the first N training examples (0: all). For smoke runs.")
   num_eval_examples: int = field(0, "Use only the first N test examples (0: all).")
   seed: int = field(0, "Seed of the input order and the augmentations.")
+  deterministic: bool = field(
+      False, "Reproducible input order under --seed: tf.data keeps the order of "
+      "parallel map/interleave outputs. Off, batches may be composed in a different "
+      "order run to run (each example's augmentation stays seeded), which is faster.")
+  shuffle_buffer_size: int = field(
+      10000, "Streamed TFDS sources (e.g. imagenet2012): examples in each input "
+      "pipeline's shuffle buffer, on top of a per-epoch shuffle of the files.")
+  input_threads: int = field(
+      0, "Size of a private tf.data thread pool for the input pipeline (0: "
+      "TensorFlow's shared pool).")
+  max_in_memory_gb: float = field(
+      4.0, "TFDS datasets of fixed-size images whose decoded splits take at most this "
+      "many GiB are decoded once and held in memory (a cache); others are streamed "
+      "from their files. 0: always stream.")
+  max_corrupt_fraction: float = field(
+      0.01, "Image folders: undecodable images are skipped and counted (reported at the "
+      "end of each epoch and of evaluation); the run fails when more than this "
+      "fraction of an epoch's images is bad.")
+  defer_blur: bool = field(
+      False, "Apply the Gaussian blur to the batch on the accelerator instead of in "
+      "the input pipeline (same result: each view keeps its own seed).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +199,10 @@ class ModelConfig:
       True, "Synchronise BatchNorm statistics across replicas (global batch norm).")
   batch_norm_momentum: float = field(0.9, "Batch norm moving-average momentum.")
   batch_norm_epsilon: float = field(1e-5, "Batch norm epsilon.")
+  input_normalization: InputNormalization = field(
+      InputNormalization.NONE, "Per-channel whitening of the [0, 1] input images, "
+      "done inside the model (training, evaluation and the exported SavedModels): "
+      "none, imagenet or cifar10 (the authors' apply_whitening on CIFAR).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,6 +353,9 @@ class Config:
     return build(cls, d)
 
 
+# The dataset name of a --image_dir source.
+IMAGE_FOLDER = "image_folder"
+
 SECTIONS = ("data", "model", "loss", "stage_1", "stage_2", "runtime")
 STAGE_SECTIONS = ("stage_1", "stage_2")
 
@@ -343,6 +386,15 @@ def validate(config: Config) -> None:
   check(0 <= d.randaugment_magnitude <= 10, "--randaugment_magnitude must be in [0, 10]")
   check(d.randaugment_layers >= 0, "--randaugment_layers must be >= 0")
   check(d.crop_padding >= 0, "--crop_padding must be >= 0")
+  check(d.shuffle_buffer_size >= 1, "--shuffle_buffer_size must be >= 1")
+  check(d.input_threads >= 0, "--input_threads must be >= 0")
+  check(d.max_in_memory_gb >= 0, "--max_in_memory_gb must be >= 0")
+  check(0 <= d.max_corrupt_fraction <= 1, "--max_corrupt_fraction must be in [0, 1]")
+  check(not d.image_dir or d.dataset == IMAGE_FOLDER,
+        f"--dataset={d.dataset} and --image_dir={d.image_dir!r} name two sources: "
+        "pass one (--image_dir implies --dataset=" + IMAGE_FOLDER + ")")
+  check(d.image_dir or d.dataset != IMAGE_FOLDER,
+        f"--dataset={IMAGE_FOLDER} needs --image_dir")
   check(d.num_train_examples >= 0 and d.num_eval_examples >= 0,
         "--num_train_examples/--num_eval_examples must be >= 0")
   check(m.resnet_depth in (18, 34, 50, 101, 152, 200),

@@ -69,6 +69,16 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
   return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
 
 
+def num_input_pipelines(strategy: tf.distribute.Strategy) -> int:
+  """Input pipelines `distribute_datasets_from_function` will create: one per
+  worker (MultiWorkerMirroredStrategy) or TPU host, one otherwise."""
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    return max(1, int(getattr(strategy.extended, "num_hosts", 1)))
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return num_workers(strategy)
+  return 1
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """True on the worker that writes summaries, configs and checkpoints."""
   resolver = getattr(strategy, "cluster_resolver", None)

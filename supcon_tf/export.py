@@ -107,15 +107,15 @@ def _output_functions(model):
   """name -> f(images float32, training: bool) -> float32 output, and their layers."""
 
   def encode(images, training):
-    return tf.cast(model.encoder(images, training=training), tf.float32)
+    return tf.cast(model.encode(images, training=training), tf.float32)
 
   def project(images, training):
-    h = model.encoder(images, training=training)
+    h = model.encode(images, training=training)
     return tf.cast(model.projection_head(model.head_input(h), training=training),
                    tf.float32)
 
   def classify(images, training):
-    h = model.encoder(images, training=training)
+    h = model.encode(images, training=training)
     x = model.head_input(h)
     classifier = model.classifier
     # The linear-evaluation stop_gradient belongs to the training protocol: in the
@@ -326,7 +326,7 @@ def export_all(trainer_or_model, cfg: config_lib.Config, export_dir: Optional[st
   functions = _output_functions(model)
   h, w, c = image_shape
   input_doc = (f"Input: images, float32 [batch, {h}, {w}, {c}] with values in [0, 1] "
-               "(no mean/std normalisation, no resizing inside). Call: "
+               "(no resizing inside; any --input_normalization whitening is inside). Call: "
                "__call__(images, training=False); training=True puts BatchNorm in "
                "training mode (batch statistics, moving averages updated).")
   descriptions = {
@@ -373,6 +373,8 @@ def export_all(trainer_or_model, cfg: config_lib.Config, export_dir: Optional[st
                          "(images=images)[serving_output_key]"},
         "checkpoint": checkpoint,
         "global_step": global_step,
+        "classes": list(getattr(getattr(trainer_or_model, "source", None),
+                                "class_names", ()) or ()),
         "config": _summary(cfg),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

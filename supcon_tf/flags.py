@@ -81,6 +81,8 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib
       value = _parse_list(f, name, value)
     sections[section][f.name] = value
   defaults = config_lib.Config()
+  if sections["data"]["image_dir"] and not flag_values["dataset"].present:
+    sections["data"]["dataset"] = config_lib.IMAGE_FOLDER  # --image_dir names the source
   built = {s: type(getattr(defaults, s))(**sections[s]) for s in config_lib.SECTIONS}
   cfg = config_lib.Config(**built)
   if cfg.runtime.tpu and cfg.runtime.strategy == config_lib.StrategyType.DEFAULT:

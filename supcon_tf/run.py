@@ -102,12 +102,16 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     return dry_run.dry_run(cfg, strategy)
   source = datasets.load_source(cfg.data)
   is_chief = distribute.is_chief(strategy)
-  if is_chief and rt.mode not in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT):
+  training = rt.mode not in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT)
+  # The label ids must mean the same classes as in the existing checkpoints.
+  datasets.check_and_write_classes(rt.model_dir, source, write=is_chief and training)
+  if is_chief and training:
     write_config(cfg)
   if verbose and is_chief:
-    print(f"{source.name} from {source.origin}: {len(source.train_labels)} train / "
-          f"{len(source.test_labels)} test images; {type(strategy).__name__} with "
-          f"{replicas} replica(s), {per_replica} images per replica", flush=True)
+    print(f"{source.name} from {source.origin}: {source.num_train} train / "
+          f"{source.num_eval} eval images, {source.num_classes} classes; "
+          f"{type(strategy).__name__} with {replicas} replica(s), {per_replica} images "
+          "per replica", flush=True)
   trainer = trainer_lib.Trainer(cfg, strategy, source, rt.model_dir, is_chief=is_chief,
                                 verbose=verbose)
   try:
@@ -146,8 +150,8 @@ def main(argv):
   except config_lib.ConfigError as e:
     _fail(str(e))
   except Exception as e:  # pylint: disable=broad-except
-    from supcon_tf.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
-    if isinstance(e, NonFiniteLossError):
+    from supcon_tf.trainer import CorruptDataError, NonFiniteLossError  # pylint: disable=g-import-not-at-top
+    if isinstance(e, (NonFiniteLossError, CorruptDataError)):
       _fail(str(e))
     raise
 

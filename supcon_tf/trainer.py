@@ -21,17 +21,21 @@ import tf_keras as keras
 from tensorboard.plugins.hparams import api as hp
 
 from supcon_tf import config as config_lib
+from supcon_tf import distribute
 from supcon_tf import losses
 from supcon_tf import optim
 from supcon_tf import projector as projector_lib
 from supcon_tf.data import augment
 from supcon_tf.data import pipeline
-from supcon_tf.data.datasets import InMemorySource
 from supcon_tf.models import build_model
 
 
 class NonFiniteLossError(RuntimeError):
   pass
+
+
+class CorruptDataError(RuntimeError):
+  """More than --max_corrupt_fraction of the images did not decode."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +61,12 @@ class StagePlan:
     return self.config.cross_entropy_loss_weight > 0
 
 
-def plan_stages(cfg: config_lib.Config, num_train_examples: int) -> List[StagePlan]:
-  spe = pipeline.steps_per_epoch(num_train_examples, cfg.runtime.batch_size)
+def plan_stages(cfg: config_lib.Config, num_train_examples: int,
+                steps_per_epoch: Optional[int] = None) -> List[StagePlan]:
+  """The stages' step ranges. `steps_per_epoch` defaults to whole global batches
+  of `num_train_examples` (a streamed source can have fewer: its smallest shard)."""
+  spe = (pipeline.steps_per_epoch(num_train_examples, cfg.runtime.batch_size)
+         if steps_per_epoch is None else steps_per_epoch)
   plans, first = [], 0
   for index, stage in ((1, cfg.stage_1), (2, cfg.stage_2)):
     steps = stage.steps if stage.steps > 0 else int(round(stage.epochs * spe))
@@ -76,8 +84,9 @@ class Trainer:
   """Owns the model, optimizers, checkpoint and the compiled steps."""
 
   def __init__(self, cfg: config_lib.Config, strategy: tf.distribute.Strategy,
-               source: InMemorySource, model_dir: str, is_chief: bool = True,
-               verbose: bool = True):
+               source, model_dir: str, is_chief: bool = True, verbose: bool = True):
+    """`source`: a data source of `data/datasets.py` (in memory, streamed TFDS or
+    image folder)."""
     self.cfg = cfg
     self.strategy = strategy
     self.source = source
@@ -85,7 +94,18 @@ class Trainer:
     self.is_chief = is_chief
     self.verbose = verbose
     self.num_replicas = strategy.num_replicas_in_sync
-    self.stages = plan_stages(cfg, len(source.train_labels))
+    self.num_input_pipelines = distribute.num_input_pipelines(strategy)
+    self.stages = plan_stages(
+        cfg, source.num_train,
+        source.steps_per_epoch(cfg.runtime.batch_size, self.num_input_pipelines))
+    self.input_options = pipeline.InputOptions(
+        deterministic=cfg.data.deterministic, threads=cfg.data.input_threads,
+        shuffle_buffer_size=cfg.data.shuffle_buffer_size)
+    # Image folders flag undecodable images; they are counted per epoch.
+    self.counts_corrupt = bool(getattr(source, "reports_corrupt", False))
+    # --defer_blur: the pipeline emits blur seeds, the replica step blurs.
+    self.defer_blur = (cfg.data.defer_blur and cfg.data.blur_probability > 0 and
+                       cfg.data.augmentation_type.value in augment.BLUR_TYPES)
     self.total_steps = self.stages[-1].end_step
     image_shape = (cfg.data.image_size, cfg.data.image_size, source.num_channels)
     self.image_shape = image_shape
@@ -121,6 +141,7 @@ class Trainer:
           name: keras.metrics.Mean(name)
           for name in ("loss", "contrastive_loss", "cross_entropy_loss",
                        "weight_decay_loss", "train_accuracy", "gradient_norm")}
+      self.metrics["corrupt_images"] = keras.metrics.Sum("corrupt_images")
 
     ckpt_objects = {f"stage_{i}_optimizer": opt for i, opt in self.optimizers.items()}
     self.checkpoint = tf.train.Checkpoint(model=self.model, global_step=self.global_step,
@@ -172,17 +193,30 @@ class Trainer:
     return path
 
   # ---------------------------------------------------------------- input
-  def _train_iterator(self, plan: StagePlan, start_step: int):
+  def _input_spec(self, plan: StagePlan, start_step: int):
+    """(TrainInputSpec, view kwargs) of a stage's input from its step `start_step`."""
     spec = pipeline.TrainInputSpec(
         global_batch_size=self.cfg.runtime.batch_size, num_views=plan.num_views,
-        seed=self.cfg.data.seed, stage=plan.index, start_step=start_step)
+        seed=self.cfg.data.seed, stage=plan.index, start_step=start_step,
+        emit_blur_seeds=self.defer_blur)
     view_kwargs = augment.view_kwargs(self.cfg.data)
-    images, labels = self.source.train_images, self.source.train_labels
+    if self.defer_blur:
+      view_kwargs["blur_probability"] = 0.0  # blurred in the replica step
+    return spec, view_kwargs
+
+  def _train_iterator(self, plan: StagePlan, start_step: int):
+    spec, view_kwargs = self._input_spec(plan, start_step)
 
     def dataset_fn(input_context):
-      return pipeline.train_dataset(images, labels, spec, view_kwargs, input_context)
+      return self.source.train_dataset(spec, view_kwargs, input_context,
+                                       self.input_options)
 
     return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+  def _blur(self, flat_views, blur_seeds):
+    """The deferred Gaussian blur of [b * V, H, W, C] views, each with its seed."""
+    return augment.batch_random_blur(flat_views, tf.reshape(blur_seeds, [-1, 2]),
+                                     self.cfg.data.blur_probability)
 
   # ---------------------------------------------------------------- train step
   def _replica_step(self, plan: StagePlan, batch):
@@ -192,6 +226,9 @@ class Trainer:
     local_batch = tf.shape(views)[0]
     global_batch = self.cfg.runtime.batch_size
     flat = tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0))
+    flat = tf.ensure_shape(flat, [None] + views.shape[2:].as_list())
+    if "blur_seeds" in batch:
+      flat = self._blur(flat, batch["blur_seeds"])
     variables = self.train_vars[plan.index]
     # Decay only what this stage trains (a frozen encoder is not shrunk).
     trained = {v.ref() for v in variables}
@@ -258,6 +295,9 @@ class Trainer:
     self.metrics["weight_decay_loss"].update_state(decay * r)
     self.metrics["train_accuracy"].update_state(accuracy)
     self.metrics["gradient_norm"].update_state(gradient_norm)
+    if "corrupt" in batch:  # summed over replicas: the images skipped in the step
+      self.metrics["corrupt_images"].update_state(
+          tf.reduce_sum(tf.cast(batch["corrupt"], tf.float32)))
 
   def _replica_fn(self, plan: StagePlan):
     """The per-replica step, XLA-compiled with --jit_compile."""
@@ -340,9 +380,12 @@ class Trainer:
       self._write_start_summaries(plan, local_start, step)
       stage_start_time = time.time()
       stage_start_step = step
+      corrupt = _CorruptCounter(self, plan)
       while step < plan.end_step:
         next_ckpt = (step // rt.checkpoint_steps + 1) * rt.checkpoint_steps
         chunk = min(rt.steps_per_loop, plan.end_step - step, next_ckpt - step)
+        if self.counts_corrupt:  # loops stop at epoch ends, where counts are reported
+          chunk = min(chunk, corrupt.next_epoch_end(step) - step)
         for boundary in rt.profile_steps:  # chunks stop where the trace starts/ends
           if boundary > step:
             chunk = min(chunk, boundary - step)
@@ -360,6 +403,8 @@ class Trainer:
         lr = float(opt.learning_rate(opt.iterations))
         images_per_sec = chunk * rt.batch_size / max(elapsed, 1e-9)
         self._write_train_summaries(plan, values, lr, images_per_sec, step)
+        if self.counts_corrupt:
+          corrupt.add(step, chunk, values["corrupt_images"])
         done = step - stage_start_step
         rate = done / max(time.time() - stage_start_time, 1e-9)
         eta = (plan.end_step - step) / max(rate, 1e-9)  # this stage's remaining time
@@ -398,13 +443,14 @@ class Trainer:
         hp.hparams(_flat_hparams(self.cfg.to_dict()), trial_id=self.model_dir)
         self._wrote_config = True
       if rt.summary_images:
-        spec = pipeline.TrainInputSpec(
-            global_batch_size=rt.batch_size, num_views=plan.num_views,
-            seed=self.cfg.data.seed, stage=plan.index, start_step=local_start)
-        batch = next(iter(pipeline.train_dataset(
-            self.source.train_images, self.source.train_labels, spec,
-            augment.view_kwargs(self.cfg.data))))
+        spec, view_kwargs = self._input_spec(plan, local_start)
+        quiet = dataclasses.replace(self.input_options, report_corrupt=False)
+        batch = next(iter(self.source.train_dataset(spec, view_kwargs, None, quiet)))
         views = batch["views"][:rt.summary_images]  # [k, V, H, W, C]
+        if self.defer_blur:
+          shape = tf.shape(views)
+          views = tf.reshape(self._blur(tf.reshape(views, [-1, *views.shape[2:]]),
+                                        batch["blur_seeds"][:rt.summary_images]), shape)
         # One image per sample: its views side by side.
         rows = tf.concat(tf.unstack(views, axis=1), axis=2)
         tf.summary.image(f"augmented_views/stage_{plan.index}", rows,
@@ -415,16 +461,16 @@ class Trainer:
     TensorBoard's projector, in model_dir/projector/<name>."""
     if not self.is_chief:
       return None
-    n = min(self.cfg.runtime.projector_examples, len(self.source.test_labels))
-    eval_kwargs = augment.eval_kwargs(self.cfg.data)
-    images = np.stack([augment.eval_view(tf.constant(im), **eval_kwargs)
-                       for im in self.source.test_images[:n]])
+    images, labels = self.source.eval_examples(self.cfg.runtime.projector_examples,
+                                               augment.eval_kwargs(self.cfg.data))
+    n = len(labels)
+    if n == 0:
+      return None
     embeddings = np.concatenate([
         tf.cast(self.model.encode(images[i:i + 256], training=False), tf.float32).numpy()
         for i in range(0, n, 256)])
     return projector_lib.write_projector(
-        os.path.join(self.model_dir, "projector", name), embeddings,
-        self.source.test_labels[:n], images)
+        os.path.join(self.model_dir, "projector", name), embeddings, labels, images)
 
   def _write_train_summaries(self, plan, values, lr, images_per_sec, step):
     with self._writer("train").as_default(step=step):
@@ -447,11 +493,11 @@ class Trainer:
     """Top-1/top-5 of the classifier on the test split (latest checkpoint)."""
     step = self.restore()
     rt = self.cfg.runtime
-    images, labels = self.source.test_images, self.source.test_labels
 
     def dataset_fn(input_context):
-      return pipeline.eval_dataset(images, labels, rt.eval_batch_size,
-                                   augment.eval_kwargs(self.cfg.data), input_context)
+      return self.source.eval_dataset(rt.eval_batch_size,
+                                      augment.eval_kwargs(self.cfg.data), input_context,
+                                      self.input_options)
 
     dist = self.strategy.distribute_datasets_from_function(dataset_fn)
     k = min(5, self.source.num_classes)
@@ -461,22 +507,35 @@ class Trainer:
       y, valid = batch["labels"], tf.cast(batch["valid"], tf.float32)
       top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 1), tf.float32) * valid)
       topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, k), tf.float32) * valid)
-      return tf.stack([top1, topk, tf.reduce_sum(valid)])
+      corrupt = (tf.reduce_sum(tf.cast(batch["corrupt"], tf.float32))
+                 if "corrupt" in batch else tf.constant(0.0))
+      return tf.stack([top1, topk, tf.reduce_sum(valid), corrupt])
 
     @tf.function
     def eval_step(batch):
       out = self.strategy.run(eval_replica_fn, args=(batch,))
       return self.strategy.reduce(tf.distribute.ReduceOp.SUM, out, axis=None)
 
-    totals = np.zeros(3)
+    totals = np.zeros(4)
     t0 = time.time()
     for batch in dist:
       totals += eval_step(batch).numpy()
+    corrupt = int(totals[3])
+    if corrupt:
+      seen = int(totals[2]) + corrupt
+      self._log(f"evaluation: skipped {corrupt} undecodable image(s) of {seen} "
+                f"({100.0 * corrupt / seen:.2f}%)")
+      if corrupt > self.cfg.data.max_corrupt_fraction * seen:
+        raise CorruptDataError(
+            f"{corrupt} of {seen} evaluation images do not decode, more than "
+            f"--max_corrupt_fraction={self.cfg.data.max_corrupt_fraction:g}")
     if totals[2] == 0:
       raise ValueError("the test split is empty")
     result = {"top_1": totals[0] / totals[2], "top_5": totals[1] / totals[2],
               "num_examples": int(totals[2]), "global_step": step,
               "seconds": time.time() - t0}
+    if self.counts_corrupt:
+      result["corrupt_images"] = corrupt
     with self._writer("eval").as_default(step=step):
       tf.summary.scalar("top_1", result["top_1"])
       tf.summary.scalar("top_5", result["top_5"])
@@ -498,6 +557,46 @@ class Trainer:
   def close(self):
     for w in self._writers.values():
       w.flush()
+
+
+class _CorruptCounter:
+  """Counts a stage's skipped (undecodable) images per epoch: a line and a summary
+  at the end of every epoch; CorruptDataError as soon as an epoch has more than
+  --max_corrupt_fraction of its images bad (already known mid-epoch)."""
+
+  def __init__(self, trainer: "Trainer", plan: StagePlan):
+    self.trainer, self.plan = trainer, plan
+    self.epoch_images = plan.steps_per_epoch * trainer.cfg.runtime.batch_size
+    self.count = 0.0
+    self.seen = 0
+
+  def next_epoch_end(self, step: int) -> int:
+    spe = self.plan.steps_per_epoch
+    local = step - self.plan.first_step
+    return self.plan.first_step + (local // spe + 1) * spe
+
+  def add(self, step: int, steps: int, corrupt: float):
+    self.count += corrupt
+    self.seen += steps * self.trainer.cfg.runtime.batch_size
+    limit = self.trainer.cfg.data.max_corrupt_fraction
+    local = step - self.plan.first_step
+    epoch = -(-local // self.plan.steps_per_epoch)  # 1-based, the epoch just run
+    if self.count > limit * self.epoch_images:
+      raise CorruptDataError(
+          f"stage {self.plan.index} epoch {epoch}: {int(self.count)} of the images read "
+          f"so far ({self.seen}) do not decode, more than --max_corrupt_fraction="
+          f"{limit:g} of the epoch's {self.epoch_images}; the files are printed above")
+    if local % self.plan.steps_per_epoch == 0:
+      message = (f"stage {self.plan.index} epoch {epoch}: skipped {int(self.count)} "
+                 f"undecodable image(s) of {self.seen} read "
+                 f"({100.0 * self.count / max(self.seen, 1):.2f}%)")
+      if self.count:
+        self.trainer._log(message)  # pylint: disable=protected-access
+      else:
+        logging.info(message)
+      with self.trainer._writer("train").as_default(step=step):  # pylint: disable=protected-access
+        tf.summary.scalar("data/corrupt_images_per_epoch", self.count)
+      self.count, self.seen = 0.0, 0
 
 
 @contextlib.contextmanager

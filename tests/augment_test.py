@@ -35,6 +35,62 @@ def _check_range(x, low=0.0, high=1.0):
   assert float(tf.reduce_min(x)) >= low and float(tf.reduce_max(x)) <= high
 
 
+
+# ------------------------------------------------------------------ encoded images
+def _smooth_image(height, width, seed=0):
+  rng = np.random.default_rng(seed)
+  coarse = rng.random((1, 4, 4, 3)).astype(np.float32) * 255.0
+  return tf.cast(tf.image.resize(coarse, [height, width])[0], tf.uint8)
+
+
+@pytest.mark.parametrize("kind", ["simclr", "autoaugment", "stacked_randaugment",
+                                  "identity"])
+def test_encoded_views_equal_the_views_of_the_decoded_image(kind):
+  """PNG: exactly train_view of the decoded image (same crop window from the same
+  seed); eager == Dataset.map; views differ from each other."""
+  image = _smooth_image(30, 44)
+  encoded = tf.io.encode_png(image)
+  kw = dict(size=24, augmentation_type=kind, area_range=(0.2, 1.0), color_strength=1.0,
+            blur_probability=0.5)
+  eager = augment.train_views_encoded(encoded, _SEED, 3, channels=3, **kw)
+  decoded = augment.train_views(augment.decode_image(encoded, 3), _SEED, 3, **kw)
+  np.testing.assert_array_equal(eager.numpy(), decoded.numpy())
+  mapped = _mapped(lambda e, s: augment.train_views_encoded(e, s, 3, channels=3, **kw),
+                   encoded, _SEED)
+  np.testing.assert_allclose(eager.numpy(), mapped.numpy(), atol=1e-6)
+  assert eager.shape == (3, 24, 24, 3)
+  _check_range(eager)
+  if kind != "identity":
+    assert not np.allclose(eager[0], eager[1])
+
+
+def test_decode_and_random_crop_reads_only_the_window_of_a_jpeg():
+  image = _smooth_image(60, 80)
+  for encoded in (tf.io.encode_jpeg(image, quality=95), tf.io.encode_png(image)):
+    crop = augment.decode_and_random_crop(encoded, _SEED, 3, (0.1, 0.3))
+    full = augment.decode_image(encoded, 3)
+    begin, size = augment._crop_window(tf.shape(full), _SEED, (0.1, 0.3),
+                                       (0.75, 4 / 3))
+    assert crop.dtype == tf.uint8 and tuple(crop.shape[:2]) == tuple(size.numpy()[:2])
+    assert 0.1 * 4800 <= crop.shape[0] * crop.shape[1] <= 0.3 * 4800 + 100
+    expected = tf.slice(full, begin, size)
+    # JPEG chroma upsampling differs at the window's edges; PNG is exact.
+    assert np.abs(crop.numpy().astype(int) - expected.numpy().astype(int)).mean() < 2
+
+
+def test_encoded_grayscale_eval_and_bad_arguments():
+  gray = tf.io.encode_png(_smooth_image(20, 20)[..., :1])
+  view = augment.train_view_encoded(gray, _SEED, channels=1, size=16)
+  assert view.shape == (16, 16, 1)
+  evaluated = augment.eval_view_encoded(gray, channels=1, size=16,
+                                        method="resize_then_crop", crop_padding=4)
+  np.testing.assert_allclose(evaluated, augment.eval_view(
+      augment.decode_image(gray, 1), size=16, method="resize_then_crop", crop_padding=4))
+  with pytest.raises(TypeError, match="unexpected arguments"):
+    augment.train_view_encoded(gray, _SEED, channels=1, size=16, sharpness=2)
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    augment.train_view_encoded(tf.constant(b"not an image"), _SEED, channels=3, size=16)
+
 # ------------------------------------------------------------------ train views
 _TYPES = [
     ("simclr", {}),

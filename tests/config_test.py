@@ -112,6 +112,28 @@ def test_config_module_has_no_tensorflow():
   subprocess.run([sys.executable, "-c", code], check=True)
 
 
+
+def test_image_dir_names_the_source():
+  cfg = flags_lib.config_from_flags(_parse(["--model_dir=m", "--image_dir=/photos"]))
+  assert cfg.data.dataset == config_lib.IMAGE_FOLDER and cfg.data.image_dir == "/photos"
+  with pytest.raises(config_lib.ConfigError, match="name two sources"):
+    flags_lib.config_from_flags(_parse(["--model_dir=m", "--image_dir=/p",
+                                        "--dataset=cifar10"]))
+  with pytest.raises(config_lib.ConfigError, match="needs --image_dir"):
+    flags_lib.config_from_flags(_parse(["--model_dir=m", "--dataset=image_folder"]))
+
+
+@pytest.mark.parametrize("flag, fragment", [
+    ("--max_corrupt_fraction=1.5", "max_corrupt_fraction"),
+    ("--shuffle_buffer_size=0", "shuffle_buffer_size"),
+    ("--input_threads=-1", "input_threads"),
+    ("--max_in_memory_gb=-1", "max_in_memory_gb"),
+])
+def test_input_flags_are_validated(flag, fragment):
+  with pytest.raises(config_lib.ConfigError, match=fragment):
+    flags_lib.config_from_flags(_parse(["--model_dir=m", flag]))
+
+
 if __name__ == "__main__":
   import sys
   sys.exit(pytest.main([__file__]))

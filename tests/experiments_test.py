@@ -27,12 +27,14 @@ def _parse(name):
 _IMAGENET = dict(dataset="imagenet2012", image_size=224, first_conv_kernel_size=7,
                  first_conv_stride=2, use_initial_max_pool=True, blur_probability=0.5,
                  label_smoothing=0.05, eval_crop_method=C.EvalCropMethod.RESIZE_THEN_CROP,
-                 crop_padding=32, crop_area_range=(0.08, 1.0), use_pytorch_color_jitter=False)
+                 crop_padding=32, crop_area_range=(0.08, 1.0), use_pytorch_color_jitter=False,
+                 input_normalization=C.InputNormalization.NONE)
 _CIFAR = dict(image_size=32, first_conv_kernel_size=3, first_conv_stride=1,
               use_initial_max_pool=False, blur_probability=0.0, label_smoothing=0.0,
               eval_crop_method=C.EvalCropMethod.IDENTITY, crop_padding=0,
-              crop_area_range=(0.2, 1.0), use_pytorch_color_jitter=True)
-_TPU = dict(strategy=C.StrategyType.TPU, precision=C.Precision.BFLOAT16)
+              crop_area_range=(0.2, 1.0), use_pytorch_color_jitter=True,
+              input_normalization=C.InputNormalization.CIFAR10)
+_TPU = dict(strategy=C.StrategyType.TPU, precision=C.Precision.BFLOAT16, defer_blur=True)
 _CONTRASTIVE = dict(
     stop_gradient_before_classification_head=True, contrast_mode=C.ContrastMode.ALL_VIEWS,
     summation_location=C.SummationLocation.OUTSIDE, denominator_mode=C.DenominatorMode.ALL,

@@ -108,3 +108,114 @@ def synthetic_source(n=16, size=16, channels=3, classes=4, num_test=8, seed=0):
   labels = (np.arange(n) % classes).astype(np.int32)
   return InMemorySource("synthetic", images, labels, images[:num_test], labels[:num_test],
                         classes, "test")
+
+
+def _encode(image, fmt):
+  if fmt == "png":
+    return tf.io.encode_png(image).numpy()
+  return tf.io.encode_jpeg(image, quality=90).numpy()
+
+
+def _class_image(rng, label, height, width, channels=3):
+  """A learnable image: class c is a bright band in row block c (plus noise)."""
+  image = rng.integers(0, 80, (height, width, channels)).astype(np.uint8)
+  band = max(1, height // 8)
+  top = (label * band) % max(1, height - band)
+  image[top:top + band] = 230
+  return image
+
+
+def unique_image(k, height, width, channels=3):
+  """Example k's image for identity tests: a constant gray level (`image_id`)."""
+  return np.full((height, width, channels), 4 * k + 2, np.uint8)
+
+
+def image_id(view):
+  """The k of a (resized, float [0, 1]) view of `unique_image(k)`."""
+  return int(round((float(np.mean(view)) * 255.0 - 2.0) / 4.0))
+
+
+def write_image_folder(root, classes=("cat", "dog", "fox"), per_class=8,
+                       formats=("png", "jpg"), sizes=((20, 28), (32, 24), (26, 26)),
+                       corrupt=(), seed=0, unique=False, first_id=0):
+  """Writes root/<class>/<i>.<fmt> images of varying sizes. `corrupt` lists
+  (class, i) pairs written as garbage bytes instead. With `unique`, the images are
+  `unique_image(k)` for k = first_id, first_id + 1, ... in writing order.
+  Returns {path: label}."""
+  rng = np.random.default_rng(seed)
+  written = {}
+  k = first_id
+  for label, name in enumerate(classes):
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for i in range(per_class):
+      fmt = formats[i % len(formats)]
+      h, w = sizes[(i + label) % len(sizes)]
+      path = os.path.join(root, name, f"{i:03d}.{fmt}")
+      image = unique_image(k, h, w) if unique else _class_image(rng, label, h, w)
+      k += 1
+      data = _encode(image, fmt)
+      if (name, i) in corrupt:
+        data = b"this is not an image " + bytes(rng.integers(0, 256, 64, dtype=np.uint8))
+      with open(path, "wb") as f:
+        f.write(data)
+      written[path] = label
+  return written
+
+
+def make_fake_imagenet(root, num_classes=3, per_class=8, num_validation=10,
+                       num_shards=4, seed=0, unique=False, sizes=(24, 48),
+                       image_fn=None):
+  """A real TFDS `imagenet2012` prepared offline under root/tfds from small
+  generated JPEGs of varying sizes, through the builder's own manual-download path
+  (the ILSVRC2012 train/val tars). Sides are drawn from [sizes[0], sizes[1]).
+  With `unique`, the k-th image written (training images first, then validation) is
+  `unique_image(k)`: at most 64 images. `image_fn(rng, label, height, width)` makes
+  the images instead (e.g. photo-like ones for benchmarks). Returns (data_dir,
+  class synsets)."""
+  import io  # pylint: disable=g-import-not-at-top
+  import tarfile  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  manual = os.path.join(root, "manual")
+  data_dir = os.path.join(root, "tfds")
+  os.makedirs(manual, exist_ok=True)
+  labels_file = os.path.join(os.path.dirname(tfds.__file__), "datasets", "imagenet2012",
+                             "labels.txt")
+  with open(labels_file) as f:
+    synsets = f.read().split()
+  val_labels_file = os.path.join(os.path.dirname(labels_file), "validation_labels.txt")
+  with open(val_labels_file) as f:
+    val_synsets = f.read().split()
+  classes = synsets[:num_classes]
+
+  def add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+  counter = [0]
+
+  def jpeg(label):
+    h, w = int(rng.integers(*sizes)), int(rng.integers(*sizes))
+    if unique:
+      image = unique_image(counter[0], h, w)
+    else:
+      image = (image_fn or _class_image)(rng, label, h, w)
+    counter[0] += 1
+    return _encode(image, "jpg")
+
+  with tarfile.open(os.path.join(manual, "ILSVRC2012_img_train.tar"), "w") as outer:
+    for label, synset in enumerate(classes):
+      buf = io.BytesIO()
+      with tarfile.open(fileobj=buf, mode="w") as inner:
+        for i in range(per_class):
+          add(inner, f"{synset}_{i}.JPEG", jpeg(label))
+      add(outer, f"{synset}.tar", buf.getvalue())
+  with tarfile.open(os.path.join(manual, "ILSVRC2012_img_val.tar"), "w") as tar:
+    for i in range(num_validation):
+      label = synsets.index(val_synsets[i])
+      add(tar, f"ILSVRC2012_val_{i + 1:08d}.JPEG", jpeg(label % 7))
+  builder = tfds.builder("imagenet2012", data_dir=data_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=manual, num_shards=num_shards))
+  return data_dir, classes

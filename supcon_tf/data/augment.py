@@ -57,6 +57,7 @@ default RandAugment, N=2 layers, M=10. Here they are separate keywords:
 `color_strength`, `randaugment_layers`, `randaugment_magnitude` (0..10).
 """
 
+import inspect
 import math
 from typing import Optional, Sequence, Tuple, Union
 
@@ -107,15 +108,7 @@ def random_resized_crop(image, seed, size: int,
                         area_range: Tuple[float, float] = (0.08, 1.0),
                         aspect_range: Tuple[float, float] = (0.75, 4.0 / 3.0)):
   """Inception-style crop of random area and aspect ratio, resized to `size`."""
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(image),
-      bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
-      seed=seed,
-      min_object_covered=0.1,
-      aspect_ratio_range=aspect_range,
-      area_range=area_range,
-      max_attempts=100,
-      use_image_if_no_bounding_boxes=True)
+  begin, crop_size = _crop_window(tf.shape(image), seed, area_range, aspect_range)
   crop = tf.slice(image, begin, crop_size)
   # tf.slice loses the static channel count in graph mode; later ops branch on it.
   crop.set_shape([None, None, image.shape[-1]])
@@ -514,6 +507,39 @@ def _type_name(augmentation_type) -> str:
   return name
 
 
+_NO_CROP_KINDS = ("identity",)
+
+
+def _augment_cropped(image, s, kind: str, *, flip: bool, color_strength: float,
+                     jitter_probability: float, grayscale_probability: float,
+                     pytorch_color_jitter: bool, multiplicative_brightness: bool,
+                     blur_probability: float, randaugment_layers: int,
+                     randaugment_magnitude: float, mean, std):
+  """Everything `train_view` does after the random resized crop (`s`: view seeds)."""
+  channels = image.shape[-1]
+  if flip:
+    image = random_flip(image, s[_FLIP])
+  colour = channels == 3 and color_strength > 0
+  if kind in ("simclr", "stacked_randaugment"):
+    if colour:
+      image = _maybe(s[_JITTER_COIN], jitter_probability,
+                     lambda x: color_jitter(x, s[_JITTER], color_strength,
+                                            pytorch_style=pytorch_color_jitter,
+                                            multiplicative_brightness=multiplicative_brightness),
+                     image)
+    if kind == "stacked_randaugment":
+      image = randaugment(image, s[_POLICY], randaugment_layers, randaugment_magnitude)
+    if colour:
+      image = _maybe(s[_GRAY_COIN], grayscale_probability, to_grayscale, image)
+    if blur_probability > 0:
+      image = random_blur(image, s[_BLUR], blur_probability)
+  elif kind == "randaugment":
+    image = randaugment(image, s[_POLICY], randaugment_layers, randaugment_magnitude)
+  elif kind == "autoaugment":
+    image = autoaugment(image, s[_POLICY])
+  return _maybe_normalize(image, mean, std)
+
+
 @_no_autograph
 def train_view(image, seed, *, size: int, augmentation_type: str = "simclr",
                area_range=(0.08, 1.0), aspect_range=(0.75, 4.0 / 3.0),
@@ -538,34 +564,112 @@ def train_view(image, seed, *, size: int, augmentation_type: str = "simclr",
     raise ValueError("train_view needs a static channel dimension, got shape "
                      f"{image.shape}")
   kind = _type_name(augmentation_type)
-  if kind == "identity":
+  if kind in _NO_CROP_KINDS:
     if image.shape[0] != size or image.shape[1] != size:
       image = _resize(image, size)
     return _maybe_normalize(image, mean, std)
 
   s = split_seed(seed, _NUM_VIEW_SEEDS)
   image = random_resized_crop(image, s[_CROP], size, area_range, aspect_range)
-  if flip:
-    image = random_flip(image, s[_FLIP])
-  colour = channels == 3 and color_strength > 0
-  if kind in ("simclr", "stacked_randaugment"):
-    if colour:
-      image = _maybe(s[_JITTER_COIN], jitter_probability,
-                     lambda x: color_jitter(x, s[_JITTER], color_strength,
-                                            pytorch_style=pytorch_color_jitter,
-                                            multiplicative_brightness=multiplicative_brightness),
-                     image)
-    if kind == "stacked_randaugment":
-      image = randaugment(image, s[_POLICY], randaugment_layers, randaugment_magnitude)
-    if colour:
-      image = _maybe(s[_GRAY_COIN], grayscale_probability, to_grayscale, image)
-    if blur_probability > 0:
-      image = random_blur(image, s[_BLUR], blur_probability)
-  elif kind == "randaugment":
-    image = randaugment(image, s[_POLICY], randaugment_layers, randaugment_magnitude)
-  elif kind == "autoaugment":
-    image = autoaugment(image, s[_POLICY])
-  return _maybe_normalize(image, mean, std)
+  return _augment_cropped(
+      image, s, kind, flip=flip, color_strength=color_strength,
+      jitter_probability=jitter_probability, grayscale_probability=grayscale_probability,
+      pytorch_color_jitter=pytorch_color_jitter,
+      multiplicative_brightness=multiplicative_brightness,
+      blur_probability=blur_probability, randaugment_layers=randaugment_layers,
+      randaugment_magnitude=randaugment_magnitude, mean=mean, std=std)
+
+
+# ------------------------------------------------------------------ encoded images
+# `train_view`'s defaults of the options applied after the crop.
+_POST_CROP_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(train_view).parameters.items()
+    if p.kind == p.KEYWORD_ONLY and name not in ("size", "augmentation_type",
+                                                 "area_range", "aspect_range")}
+
+
+def decode_image(encoded, channels: int):
+  """Decodes a JPEG/PNG/BMP/GIF (first frame) string into uint8 [H, W, channels]."""
+  image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+  image.set_shape([None, None, channels])
+  return image
+
+
+def _crop_window(image_shape, seed, area_range, aspect_range):
+  """(begin [3], size [3]) of `random_resized_crop`'s crop of an image of
+  `image_shape` [H, W, C]: the same window for the same shape and seed."""
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      image_shape,
+      bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4]),
+      seed=seed,
+      min_object_covered=0.1,
+      aspect_ratio_range=aspect_range,
+      area_range=area_range,
+      max_attempts=100,
+      use_image_if_no_bounding_boxes=True)
+  return begin, size
+
+
+@_no_autograph
+def decode_and_random_crop(encoded, seed, channels: int,
+                           area_range: Tuple[float, float] = (0.08, 1.0),
+                           aspect_range: Tuple[float, float] = (0.75, 4.0 / 3.0)):
+  """The crop of `random_resized_crop` (same window for the same seed), decoded
+  from an encoded image: for a JPEG only the window is decoded
+  (`tf.image.decode_and_crop_jpeg`, the shape read from the header); other formats
+  are decoded whole and sliced. Returns uint8 [h, w, channels]."""
+  encoded = tf.convert_to_tensor(encoded, tf.string)
+
+  def jpeg():
+    shape = tf.image.extract_jpeg_shape(encoded)
+    begin, size = _crop_window(tf.stack([shape[0], shape[1], channels]), seed,
+                               area_range, aspect_range)
+    window = tf.stack([begin[0], begin[1], size[0], size[1]])
+    return tf.image.decode_and_crop_jpeg(encoded, window, channels=channels)
+
+  def other():
+    image = decode_image(encoded, channels)
+    begin, size = _crop_window(tf.shape(image), seed, area_range, aspect_range)
+    return tf.slice(image, begin, size)
+
+  crop = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  crop.set_shape([None, None, channels])
+  return crop
+
+
+@_no_autograph
+def train_view_encoded(encoded, seed, *, channels: int, size: int,
+                       augmentation_type: str = "simclr", area_range=(0.08, 1.0),
+                       aspect_range=(0.75, 4.0 / 3.0), **kwargs):
+  """`train_view` of an encoded image (string tensor), decoding only the crop.
+
+  Equals `train_view(decode_image(encoded, channels), seed, ...)` up to the JPEG
+  decoder's chroma upsampling at the crop's edges (`decode_and_crop_jpeg` vs decode
+  then crop: a few pixels off by up to ~16/255 on small 4:2:0 JPEGs; PNG exact):
+  the crop window is drawn from the same seed and image shape.
+  """
+  kind = _type_name(augmentation_type)
+  unknown = set(kwargs) - set(_POST_CROP_DEFAULTS)
+  if unknown:
+    raise TypeError(f"train_view_encoded: unexpected arguments {sorted(unknown)}")
+  if kind in _NO_CROP_KINDS:
+    return train_view(decode_image(encoded, channels), seed, size=size,
+                      augmentation_type=kind, **kwargs)
+  s = split_seed(seed, _NUM_VIEW_SEEDS)
+  crop = decode_and_random_crop(encoded, s[_CROP], channels, area_range, aspect_range)
+  image = _resize(to_float(crop), size)
+  return _augment_cropped(image, s, kind, **{**_POST_CROP_DEFAULTS, **kwargs})
+
+
+@_no_autograph
+def train_views_encoded(encoded, seed, num_views: int, **kwargs):
+  """`num_views` views of an encoded image: [V, size, size, C] (`train_views`)."""
+  seeds = split_seed(seed, num_views)
+  if tf.executing_eagerly():
+    return tf.stack([train_view_encoded(encoded, seeds[v], **kwargs)
+                     for v in range(num_views)])
+  return tf.map_fn(lambda view_seed: train_view_encoded(encoded, view_seed, **kwargs),
+                   seeds, fn_output_signature=tf.float32)
 
 
 def view_blur_seed(view_seed):
@@ -643,6 +747,12 @@ def eval_view(image, *, size: int, method: str = "identity", crop_padding: int =
   return _maybe_normalize(image, mean, std)
 
 
+def eval_view_encoded(encoded, *, channels: int, **kwargs):
+  """`eval_view` of an encoded image (decoded whole: the evaluation crops are
+  central and need the full image's shape)."""
+  return eval_view(decode_image(encoded, channels), **kwargs)
+
+
 def view_kwargs(data_config) -> dict:
   """Keyword arguments of `train_view` from a `DataConfig`."""
   return dict(size=data_config.image_size,
@@ -670,4 +780,6 @@ __all__: Sequence[str] = (
     "random_resized_crop", "random_flip", "color_jitter", "to_grayscale",
     "gaussian_blur", "random_blur", "batch_random_blur", "randaugment",
     "autoaugment", "normalize", "train_view", "view_blur_seed", "train_views",
-    "eval_view", "view_kwargs", "eval_kwargs")
+    "decode_image", "decode_and_random_crop", "train_view_encoded",
+    "train_views_encoded", "eval_view", "eval_view_encoded", "view_kwargs",
+    "eval_kwargs")

@@ -9,6 +9,16 @@ from supcon_tf import config as config_lib
 from supcon_tf.models import heads
 from supcon_tf.models import resnet
 
+# (mean, std) per channel of each `InputNormalization`, on [0, 1] images.
+INPUT_NORMALIZATIONS = {
+    config_lib.InputNormalization.NONE: (None, None),
+    config_lib.InputNormalization.IMAGENET: ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # The authors' CIFAR-10 whitening (mean -0.0172, -0.0356, -0.107 and std 0.4046,
+    # 0.3988, 0.402 of [-1, 1] images) on the [0, 1] scale.
+    config_lib.InputNormalization.CIFAR10: ((0.4914, 0.4822, 0.4465),
+                                            (0.2023, 0.1994, 0.2010)),
+}
+
 # `ResNet(version=...)` of each `ResNetArchitecture`.
 _RESNET_VERSIONS = {
     config_lib.ResNetArchitecture.RESNET_V1: 1,  # post-activation (v1.5)
@@ -33,6 +43,8 @@ class SupConModel(keras.Model):
                projection_head: keras.layers.Layer,
                classifier: keras.layers.Layer,
                normalize_embedding: bool = True,
+               input_mean=None,
+               input_std=None,
                name: str = "supcon_model",
                **kwargs):
     """Wraps the three parts.
@@ -42,6 +54,9 @@ class SupConModel(keras.Model):
       projection_head: maps the head input to `z`; called with `training`.
       classifier: maps the head input to logits.
       normalize_embedding: L2-normalise `h` before the heads.
+      input_mean, input_std: per-channel whitening `(x - mean) / std` of the
+        [0, 1] input images before the encoder (None: none). Constants, not
+        variables: checkpoints do not change.
       name: model name.
       **kwargs: passed to `keras.Model`.
     """
@@ -50,10 +65,25 @@ class SupConModel(keras.Model):
     self.projection_head = projection_head
     self.classifier = classifier
     self.normalize_embedding = normalize_embedding
+    if (input_mean is None) != (input_std is None):
+      raise ValueError("input_mean and input_std go together")
+    self.input_mean = None if input_mean is None else tuple(float(m) for m in input_mean)
+    self.input_std = None if input_std is None else tuple(float(s) for s in input_std)
+
+  def whiten(self, images):
+    """The encoder's input: `images` whitened per channel (if configured)."""
+    if self.input_mean is None:
+      return images
+    images = tf.convert_to_tensor(images)
+    channels = images.shape[-1]
+    mean, std = self.input_mean, self.input_std
+    if channels is not None and len(mean) != channels:  # e.g. RGB constants, gray image
+      mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
+    return (images - tf.constant(mean, images.dtype)) / tf.constant(std, images.dtype)
 
   def encode(self, images, training=False):
-    """Returns the un-normalised representation `h`."""
-    return self.encoder(images, training=training)
+    """Returns the un-normalised representation `h` of [0, 1] images."""
+    return self.encoder(self.whiten(images), training=training)
 
   def head_input(self, h):
     """What the heads receive: `l2_normalize(h)` (float32 math) or `h`."""
@@ -139,8 +169,11 @@ def build_model(model_config: config_lib.ModelConfig,
       zero_initialize=model_config.zero_initialize_classifier,
       stop_gradient=model_config.stop_gradient_before_classification_head,
       name="classifier")
+  mean, std = INPUT_NORMALIZATIONS[model_config.input_normalization]
   return SupConModel(
       encoder=encoder,
       projection_head=projection_head,
       classifier=classifier,
-      normalize_embedding=model_config.normalize_embedding)
+      normalize_embedding=model_config.normalize_embedding,
+      input_mean=mean,
+      input_std=std)
