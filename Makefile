@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup venv data demo demo-ce test test-all benchmark clean
+.PHONY: setup venv data demo demo-ce test test-all benchmark benchmark-input clean
 
 setup: venv data
 
@@ -35,6 +35,9 @@ test-all: setup
 
 benchmark: setup
 	$(PY) benchmarks/loss_benchmark.py
+
+benchmark-input: setup
+	$(PY) benchmarks/input_benchmark.py
 
 clean:
 	rm -rf runs
