@@ -138,7 +138,13 @@ def test_every_experiment_dry_runs(path, monkeypatch, tmp_path):
   monkeypatch.chdir(testing.REPO_ROOT)  # flagfiles include others by relative path
   fv = flags.FlagValues()
   flags_lib.define_flags(fv)
-  fv(["prog", f"--flagfile={path}", "--mode=dry_run", f"--model_dir={tmp_path}/m"])
+  extra = []
+  if os.path.basename(path) == "image_folder.cfg":  # the user passes --image_dir
+    testing.write_image_folder(str(tmp_path / "photos" / "train"), per_class=100)
+    testing.write_image_folder(str(tmp_path / "photos" / "test"), per_class=5)
+    extra = [f"--image_dir={tmp_path / 'photos'}"]
+  fv(["prog", f"--flagfile={path}", "--mode=dry_run", f"--model_dir={tmp_path}/m",
+      *extra])
   cfg = flags_lib.config_from_flags(fv)
   lines = []
   result = dry_run.dry_run(cfg, tf.distribute.get_strategy(), printer=lines.append)

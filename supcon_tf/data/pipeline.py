@@ -121,16 +121,23 @@ def _finish(ds, per_replica: int, options: InputOptions):
   return ds.prefetch(_AUTOTUNE).with_options(options.tf_options())
 
 
+def _from_start_step(spec: TrainInputSpec, spe: int, per_pipeline_step: int,
+                     epoch_fn: Callable, too_small: str):
+  """`epoch_fn(epoch)` (a dataset of `spe * per_pipeline_step` elements) for the
+  epochs from the one holding `spec.start_step` on, without the steps before it."""
+  if spe < 1:
+    raise ValueError(too_small)
+  start_epoch, start_in_epoch = divmod(spec.start_step, spe)
+  ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_fn)
+  return ds.skip(start_in_epoch * per_pipeline_step)
+
+
 # ------------------------------------------------------------------ indexed sources
 def _indexed_epochs(num_examples: int, spec: TrainInputSpec, input_context):
   """Infinite {"index", "position", "epoch"} of this pipeline from `spec.start_step`."""
   num_pipelines, pipeline_id, _, per_pipeline_step = _pipeline(
       input_context, spec.global_batch_size)
   spe = steps_per_epoch(num_examples, spec.global_batch_size)
-  if spe < 1:
-    raise ValueError(f"{num_examples} training examples are fewer than one global "
-                     f"batch of {spec.global_batch_size}")
-  start_epoch, start_in_epoch = divmod(spec.start_step, spe)
   per_pipeline_epoch = spe * per_pipeline_step
 
   @_no_autograph
@@ -147,8 +154,9 @@ def _indexed_epochs(num_examples: int, spec: TrainInputSpec, input_context):
         "epoch": tf.fill(tf.shape(positions), epoch),
     })
 
-  ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_positions)
-  return ds.skip(start_in_epoch * per_pipeline_step)
+  return _from_start_step(spec, spe, per_pipeline_step, epoch_positions,
+                          f"{num_examples} training examples are fewer than one global "
+                          f"batch of {spec.global_batch_size}")
 
 
 def train_dataset(images, labels, spec: TrainInputSpec, view_kwargs: dict,
@@ -267,10 +275,6 @@ def stream_train_dataset(records_fn: Callable, pipeline_examples: int, channels:
   num_pipelines, pipeline_id, per_replica, per_pipeline_step = _pipeline(
       input_context, spec.global_batch_size)
   spe = pipeline_examples // per_pipeline_step
-  if spe < 1:
-    raise ValueError(f"an input pipeline's {pipeline_examples} training examples are "
-                     f"fewer than its {per_pipeline_step} per step")
-  start_epoch, start_in_epoch = divmod(spec.start_step, spe)
   per_pipeline_epoch = spe * per_pipeline_step
 
   @_no_autograph
@@ -284,8 +288,9 @@ def stream_train_dataset(records_fn: Callable, pipeline_examples: int, channels:
         "encoded": r["encoded"], "label": r["label"], "epoch": epoch,
         "position": i * num_pipelines + pipeline_id})
 
-  ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_records)
-  ds = ds.skip(start_in_epoch * per_pipeline_step)
+  ds = _from_start_step(spec, spe, per_pipeline_step, epoch_records,
+                        f"an input pipeline's {pipeline_examples} training examples are "
+                        f"fewer than its {per_pipeline_step} per step")
 
   def views_fn(encoded, seed):
     return augment.train_views_encoded(encoded, seed, spec.num_views, channels=channels,
