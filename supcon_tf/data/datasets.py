@@ -314,8 +314,8 @@ class TfdsStreamSource:
   origin: str
 
   @classmethod
-  def create(cls, d: DataConfig) -> "TfdsStreamSource":
-    builder = _tfds_builder(d.dataset, d.data_dir)
+  def create(cls, d: DataConfig, builder=None) -> "TfdsStreamSource":
+    builder = builder or _tfds_builder(d.dataset, d.data_dir)
     train_split = _limit_split(d.train_split, d.num_train_examples)
     eval_split = _limit_split(d.eval_split, d.num_eval_examples)
     num_train = _split_num_examples(builder, train_split)
@@ -622,7 +622,7 @@ def load_source(data_config: DataConfig):
     if _fits_in_memory(builder, (d.train_split, d.eval_split), d.max_in_memory_gb):
       source = load_tfds_in_memory(name, d.data_dir, d.train_split, d.eval_split)
       return subset(source, d.num_train_examples, d.num_eval_examples)
-    return TfdsStreamSource.create(d)
+    return TfdsStreamSource.create(d, builder)
   if name == "fashion_mnist":
     if d.data_dir:
       logging.info("TFDS %s not prepared under %s; reading the idx files", name,
