@@ -321,23 +321,21 @@ def eval_dataset(images, labels, global_batch_size: int, eval_kwargs: dict,
   The split is padded (label -1, valid False) to whole global batches so that every
   replica gets a full batch at every step; metrics count only valid examples.
   """
-  num = len(labels)
-  padded = -(-num // global_batch_size) * global_batch_size
-  pad = padded - num
-  images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-  labels = np.concatenate([labels.astype(np.int32), np.full([pad], -1, np.int32)])
-  ds = tf.data.Dataset.from_tensor_slices({"image": images, "labels": labels})
+  indices = _padded_indices(len(labels), global_batch_size)
   num_pipelines, pipeline_id, per_replica, _ = _pipeline(input_context, global_batch_size)
-  ds = ds.shard(num_pipelines, pipeline_id)
+  images_t = tf.constant(images)
+  labels_t = tf.constant(labels, tf.int32)
 
-  def prep(item):
-    return {"image": augment.eval_view(item["image"], **eval_kwargs),
-            "labels": tf.maximum(item["labels"], 0),
-            "valid": item["labels"] >= 0}
+  def prep(index):
+    valid = index >= 0
+    i = tf.maximum(index, 0)
+    image = augment.eval_view(tf.gather(images_t, i), **eval_kwargs)
+    return {"image": tf.where(valid, image, tf.zeros_like(image)),
+            "labels": tf.where(valid, tf.gather(labels_t, i), 0), "valid": valid}
 
+  ds = tf.data.Dataset.from_tensor_slices(indices).shard(num_pipelines, pipeline_id)
   ds = ds.map(prep, num_parallel_calls=_AUTOTUNE, deterministic=True)
-  return ds.batch(per_replica, drop_remainder=True).prefetch(_AUTOTUNE).with_options(
-      options.tf_options())
+  return _finish(ds, per_replica, options)
 
 
 def files_eval_dataset(files, labels, channels: int, global_batch_size: int,
@@ -374,8 +372,7 @@ def files_eval_dataset(files, labels, channels: int, global_batch_size: int,
   ds = tf.data.Dataset.from_tensor_slices(indices).shard(num_pipelines, pipeline_id)
   ds = ds.interleave(load, cycle_length=_AUTOTUNE, block_length=1,
                      num_parallel_calls=_AUTOTUNE, deterministic=True)
-  return ds.batch(per_replica, drop_remainder=True).prefetch(_AUTOTUNE).with_options(
-      options.tf_options())
+  return _finish(ds, per_replica, options)
 
 
 def stream_eval_dataset(records, pipeline_batches: int, channels: int,
@@ -398,5 +395,4 @@ def stream_eval_dataset(records, pipeline_batches: int, channels: int,
       "labels": tf.constant(0, tf.int32), "valid": tf.constant(False)}).repeat()
   ds = records.map(prep, num_parallel_calls=_AUTOTUNE, deterministic=True)
   ds = ds.concatenate(padding).take(pipeline_batches * per_pipeline)
-  return ds.batch(per_replica, drop_remainder=True).prefetch(_AUTOTUNE).with_options(
-      options.tf_options())
+  return _finish(ds, per_replica, options)
