@@ -95,6 +95,13 @@ class SummationLocation(enum.Enum):
   INSIDE = "inside"
 
 
+class FrozenBatchNorm(enum.Enum):
+  """What the encoder's BatchNorm does in a stage with update_encoder_batch_norm=false."""
+  INFERENCE = "inference"  # normalise with the moving statistics (inference mode)
+  BATCH_STATISTICS = "batch_statistics"  # the authors': batch statistics, moving
+  # averages left untouched
+
+
 class DenominatorMode(enum.Enum):
   ALL = "all"
   ONE_POSITIVE = "one_positive"
@@ -262,6 +269,11 @@ class StageConfig:
   cross_entropy_loss_weight: float = field(0.0, "Weight of the cross-entropy loss.")
   update_encoder_batch_norm: bool = field(
       True, "Update the encoder's batch-norm statistics in this stage.")
+  frozen_batch_norm: FrozenBatchNorm = field(
+      FrozenBatchNorm.INFERENCE, "With update_encoder_batch_norm=false: inference "
+      "(BN normalises with its moving statistics) or batch_statistics (the authors' "
+      "release: BN normalises with the batch statistics, its moving averages stay "
+      "as they are).")
 
 
 def _stage_1_default():

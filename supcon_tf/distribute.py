@@ -90,6 +90,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
                                           "chief" not in resolver.cluster_spec().jobs)
 
 
+def xla_holds_collectives(strategy: tf.distribute.Strategy) -> bool:
+  """Whether an XLA-compiled piece of the replica step may contain collectives
+  (e.g. synchronised BatchNorm): TensorFlow compiles them without `merge_call`
+  only when every replica is a GPU (or on TPU, where the whole step is XLA)."""
+  if strategy.num_replicas_in_sync == 1 or isinstance(strategy, tf.distribute.TPUStrategy):
+    return True
+  return all("GPU" in d.upper() for d in strategy.extended.worker_devices)
+
+
 def check_batch_divisible(batch_size: int, num_replicas: int, name: str) -> int:
   """Per-replica batch; ConfigError unless `batch_size` divides by replicas."""
   if batch_size % num_replicas:

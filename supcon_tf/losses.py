@@ -6,6 +6,8 @@ the projections (and integer labels) of every replica with
 `ReplicaContext.all_gather`, so that each replica's views are anchors against the
 views of the *global* batch. `all_gather` is differentiable: the gradient reaching a
 replica's features is the sum over replicas of the upstream gradients for its slice.
+The gather is also a function of its own, `gather_global_batch`, so that a caller can
+run it in the replica function and compile only the math (`gathered=`).
 
 Loss scaling under replicas: if every replica reduces its per-sample losses as
 `sum(per_sample) / global_batch`, the implicit all-reduce-sum of the gradients
@@ -15,7 +17,7 @@ global batch on one device. `per_replica_mean` below does that reduction.
 The function takes no strategy object and reads no flags.
 """
 
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import tensorflow as tf
 import tf_keras as keras
@@ -26,6 +28,8 @@ __all__ = [
     "ContrastMode",
     "Summation",
     "Denominator",
+    "GlobalBatch",
+    "gather_global_batch",
     "supcon_loss",
     "per_replica_mean",
     "SupConLoss",
@@ -116,6 +120,48 @@ def _validate(features, labels, temperature, num_views, positives_cap):
       raise ValueError(f"labels batch ({b_lab}) != features batch ({b_feat})")
 
 
+class GlobalBatch(NamedTuple):
+  """The features (and class ids) of every replica, and where this replica's
+  samples start among them."""
+  features: tf.Tensor  # [global_batch, views, dim]
+  labels: Optional[tf.Tensor]  # int32 [global_batch] or None
+  offset: tf.Tensor  # int32 scalar
+
+
+def _class_ids(labels):
+  """int32 class ids [batch] of integer or one-hot/multi-hot labels (or None)."""
+  if labels is None:
+    return None
+  labels = tf.convert_to_tensor(labels)
+  if labels.shape.rank == 2:
+    return tf.argmax(labels, axis=-1, output_type=tf.int32)
+  return tf.cast(labels, tf.int32)
+
+
+def gather_global_batch(features, labels=None) -> GlobalBatch:
+  """All-gathers `features` [batch, ...] (and integer class ids) across the replicas
+  in sync; the identity on one replica or in a cross-replica context.
+
+  Kept apart from the loss math because the gather is a synchronisation point
+  (`ReplicaContext.all_gather` goes through `merge_call`): it must run in the
+  replica function itself, never inside a nested (e.g. XLA-compiled) tf.function.
+  """
+  features = tf.convert_to_tensor(features)
+  labels = _class_ids(labels)
+  ctx, num_replicas = _replica_info()
+  if num_replicas == 1:
+    return GlobalBatch(features, labels, tf.constant(0, tf.int32))
+  global_features = ctx.all_gather(features, axis=0)
+  # Offset of this replica's samples in the global batch. Local batches may
+  # differ in size (the last eval batch), so gather the sizes.
+  local_batch = tf.shape(features)[0]
+  sizes = ctx.all_gather(tf.reshape(local_batch, [1]), axis=0)
+  replica_id = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+  offset = tf.reduce_sum(tf.where(tf.range(num_replicas) < replica_id, sizes, 0))
+  global_labels = None if labels is None else ctx.all_gather(labels, axis=0)
+  return GlobalBatch(global_features, global_labels, offset)
+
+
 def supcon_loss(features,
                 labels=None,
                 *,
@@ -124,7 +170,8 @@ def supcon_loss(features,
                 summation: Union[str, Summation] = "outside",
                 denominator: Union[str, Denominator] = "all",
                 positives_cap: int = -1,
-                scale_by_temperature: bool = True) -> tf.Tensor:
+                scale_by_temperature: bool = True,
+                gathered: Optional[GlobalBatch] = None) -> tf.Tensor:
   """Supervised contrastive loss; SimCLR's NT-Xent when `labels` is None.
 
   Args:
@@ -142,6 +189,9 @@ def supcon_loss(features,
       positives are neither positives nor negatives. Must divide by `views`.
     scale_by_temperature: multiply the loss by tau (as the authors' release does),
       which keeps gradient magnitudes independent of tau.
+    gathered: the global batch from `gather_global_batch(features, labels)`, when
+      the caller gathered it already (e.g. outside an XLA-compiled loss, which
+      must not contain the gather). None: gathered here.
 
   Returns:
     float32 [batch]: per-sample loss, the mean over that sample's anchor views. An
@@ -158,26 +208,16 @@ def supcon_loss(features,
   num_views = features.shape[1] if features.shape.rank == 3 else None
   _validate(features, labels, temperature, num_views, positives_cap)
 
+  if gathered is None:
+    gathered = gather_global_batch(features, labels)
   features = tf.cast(features, tf.float32)
-  if labels is not None and labels.shape.rank == 2:
-    labels = tf.argmax(labels, axis=-1, output_type=tf.int32)
-  elif labels is not None:
-    labels = tf.cast(labels, tf.int32)
+  labels = _class_ids(labels)
+  global_features = tf.cast(gathered.features, tf.float32)
+  global_labels, offset = gathered.labels, gathered.offset
+  if (labels is None) != (global_labels is None):
+    raise ValueError("labels and the gathered labels go together")
   temperature = tf.cast(temperature, tf.float32)
   local_batch = tf.shape(features)[0]
-
-  # Gather the global batch (identity on one replica).
-  ctx, num_replicas = _replica_info()
-  if num_replicas > 1:
-    global_features = ctx.all_gather(features, axis=0)
-    # Offset of this replica's samples in the global batch. Local batches may
-    # differ in size (the last eval batch), so gather the sizes.
-    sizes = ctx.all_gather(tf.reshape(local_batch, [1]), axis=0)
-    replica_id = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
-    offset = tf.reduce_sum(tf.where(tf.range(num_replicas) < replica_id, sizes, 0))
-    global_labels = None if labels is None else ctx.all_gather(labels, axis=0)
-  else:
-    global_features, offset, global_labels = features, 0, labels
   global_batch = tf.shape(global_features)[0]
 
   # Sample-level masks [local_batch, global_batch].

@@ -110,12 +110,14 @@ class Trainer:
     image_shape = (cfg.data.image_size, cfg.data.image_size, source.num_channels)
     self.image_shape = image_shape
 
+    # BatchNorm statistics over the global batch when there are several replicas,
+    # as in the authors' TPU runs (switch: --use_global_batch_norm).
+    self.synchronized_batch_norm = cfg.model.use_global_batch_norm and self.num_replicas > 1
+    # Whether XLA can hold collectives (BN all-reduces): only on GPU replicas.
+    self._xla_collectives = distribute.xla_holds_collectives(strategy)
     with strategy.scope(), _dtype_policy(cfg.runtime.precision):
-      # BatchNorm statistics over the global batch when there are several
-      # replicas, as in the authors' TPU runs (switch: --use_global_batch_norm).
-      self.model = build_model(
-          cfg.model, source.num_classes,
-          synchronized_batch_norm=cfg.model.use_global_batch_norm and self.num_replicas > 1)
+      self.model = build_model(cfg.model, source.num_classes,
+                               synchronized_batch_norm=self.synchronized_batch_norm)
       self.model(tf.zeros((1,) + image_shape), training=False)  # create variables
       self.global_step = tf.Variable(
           0, dtype=tf.int64, trainable=False, name="global_step",
@@ -155,6 +157,7 @@ class Trainer:
         step_counter=self.global_step)
     self._train_loops = {}
     self._train_steps = {}
+    self._step_fns = {}
     self._writers = {}
     self._profiling = False
     self._wrote_config = False
@@ -219,64 +222,128 @@ class Trainer:
                                      self.cfg.data.blur_probability)
 
   # ---------------------------------------------------------------- train step
-  def _replica_step(self, plan: StagePlan, batch):
-    cfg, m = self.cfg, self.model
-    stage_cfg = plan.config
-    views, labels = batch["views"], batch["labels"]
-    local_batch = tf.shape(views)[0]
-    global_batch = self.cfg.runtime.batch_size
-    flat = tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0))
-    flat = tf.ensure_shape(flat, [None] + views.shape[2:].as_list())
-    if "blur_seeds" in batch:
-      flat = self._blur(flat, batch["blur_seeds"])
-    variables = self.train_vars[plan.index]
-    # Decay only what this stage trains (a frozen encoder is not shrunk).
-    trained = {v.ref() for v in variables}
-    decay_vars = [v for v in optim.decay_variables(m, stage_cfg, cfg.loss.use_bias_weight_decay)
-                  if v.ref() in trained]
-    encoder_bn_training = stage_cfg.update_encoder_batch_norm
+  def _xla(self, fn, has_collectives: bool):
+    """`fn` XLA-compiled with --jit_compile, or `fn` itself.
 
-    if not self._encoder_trains(plan):
-      # Frozen encoder (linear evaluation): forward pass only, outside the tape.
-      h = tf.stop_gradient(m.encode(flat, training=encoder_bn_training))
-    with tf.GradientTape() as tape:
-      if self._encoder_trains(plan):
-        h = m.encode(flat, training=encoder_bn_training)
+    The replica step is compiled in pieces around its synchronisation points: the
+    gather of the projections and the gradient all-reduce go through `merge_call`,
+    which cannot run inside a nested compiled function. A piece with BatchNorm
+    collectives (global BN) is compiled only where TensorFlow lowers collectives
+    into XLA without `merge_call` (all replicas on GPUs); on CPU replicas it runs
+    uncompiled. TPUStrategy compiles the whole step by itself.
+    """
+    if (not self.cfg.runtime.jit_compile or
+        isinstance(self.strategy, tf.distribute.TPUStrategy) or
+        (has_collectives and not self._xla_collectives)):
+      return fn
+    return tf.function(fn, jit_compile=True)
+
+  def _encoder_batch_norm(self, plan: StagePlan):
+    """(training flag of the encoder, moving statistics to keep unchanged)."""
+    cfg = plan.config
+    if cfg.update_encoder_batch_norm:
+      return True, []
+    if cfg.frozen_batch_norm == config_lib.FrozenBatchNorm.INFERENCE:
+      return False, []
+    return True, [v for layer in self.model.encoder._flatten_layers()  # pylint: disable=protected-access
+                  if isinstance(layer, keras.layers.BatchNormalization)
+                  for v in (layer.moving_mean, layer.moving_variance)]
+
+  def _step_functions(self, plan: StagePlan):
+    """(encode, heads, loss) of a stage: the replica step's pieces free of
+    synchronisation points, each compiled with --jit_compile."""
+    m, cfg = self.model, self.cfg
+    encoder_training, _ = self._encoder_batch_norm(plan)
+    sync_bn = self.synchronized_batch_norm
+    first_view_only = plan.num_views > 1
+
+    def encode(flat):
+      return m.encode(flat, training=encoder_training)
+
+    def heads(h):
+      """h [b * V, D] (sample-major) -> (z [b * V, P] or None, logits [b, C] or None)."""
       head_in = m.head_input(h)
-      total = tf.constant(0.0)
-      contrastive = tf.constant(0.0)
-      cross_entropy = tf.constant(0.0)
-      accuracy = tf.constant(0.0)
+      z = m.projection_head(head_in, training=True) if plan.contrastive else None
+      logits = None
+      if plan.cross_entropy:
+        if first_view_only:  # the authors' classifier sees the first view only
+          head_in = tf.reshape(head_in, [-1, plan.num_views, head_in.shape[-1]])[:, 0]
+        logits = tf.cast(m.classifier(head_in), tf.float32)
+      return z, logits
+
+    def encode_and_heads(flat):
+      return heads(encode(flat))
+
+    trained = {v.ref() for v in self.train_vars[plan.index]}
+    decay_vars = [v for v in optim.decay_variables(m, plan.config,
+                                                   cfg.loss.use_bias_weight_decay)
+                  if v.ref() in trained]  # a frozen encoder is not shrunk
+    global_batch = cfg.runtime.batch_size
+
+    def loss(z, logits, labels, gathered):
+      stage_cfg, lc = plan.config, cfg.loss
+      total = contrastive = cross_entropy = accuracy = tf.constant(0.0)
       if plan.contrastive:
-        z = m.project(head_in, training=True)
-        z = tf.reshape(z, [local_batch, plan.num_views, z.shape[-1]])
-        lc = cfg.loss
+        z = tf.reshape(z, [-1, plan.num_views, z.shape[-1]])
         per_sample = losses.supcon_loss(
-            z, labels if lc.use_labels else None,
-            temperature=lc.temperature, contrast_mode=lc.contrast_mode,
-            summation=lc.summation_location, denominator=lc.denominator_mode,
-            positives_cap=lc.positives_cap,
-            scale_by_temperature=lc.scale_by_temperature)
+            z, labels if lc.use_labels else None, temperature=lc.temperature,
+            contrast_mode=lc.contrast_mode, summation=lc.summation_location,
+            denominator=lc.denominator_mode, positives_cap=lc.positives_cap,
+            scale_by_temperature=lc.scale_by_temperature, gathered=gathered)
         # sum / global batch on each replica: summed gradients == global mean.
         contrastive = losses.per_replica_mean(per_sample, global_batch)
         total += stage_cfg.contrastive_loss_weight * contrastive
       if plan.cross_entropy:
-        logits = tf.cast(m.classify(head_in), tf.float32)
-        view_labels = tf.repeat(labels, plan.num_views)
-        onehot = tf.one_hot(view_labels, self.source.num_classes)
-        per_view = keras.losses.categorical_crossentropy(
-            onehot, logits, from_logits=True, label_smoothing=cfg.loss.label_smoothing)
-        cross_entropy = tf.reduce_sum(per_view) / (global_batch * plan.num_views)
+        onehot = tf.one_hot(labels, self.source.num_classes)
+        per_sample = keras.losses.categorical_crossentropy(
+            onehot, logits, from_logits=True, label_smoothing=lc.label_smoothing)
+        cross_entropy = tf.reduce_sum(per_sample) / global_batch
         total += stage_cfg.cross_entropy_loss_weight * cross_entropy
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                   view_labels), tf.float32)
-        accuracy = tf.reduce_mean(correct)
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(
+            tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
       # Each replica adds 1/R of the decay so that the summed gradient is one decay.
-      decay = optim.weight_decay_loss(decay_vars, stage_cfg.weight_decay) / self.num_replicas
+      decay = optim.weight_decay_loss(decay_vars, plan.config.weight_decay) / (
+          self.num_replicas)
       total += decay
-      opt = self.optimizers[plan.index]
-      loss_scaled = isinstance(opt, keras.mixed_precision.LossScaleOptimizer)
-      objective = opt.get_scaled_loss(total) if loss_scaled else total
+      return {"loss": total, "contrastive_loss": contrastive,
+              "cross_entropy_loss": cross_entropy, "weight_decay_loss": decay,
+              "train_accuracy": accuracy}
+
+    encoder_sync = sync_bn and encoder_training
+    heads_sync = sync_bn and plan.contrastive and cfg.model.use_projection_batch_norm
+    if self._encoder_trains(plan):
+      return None, self._xla(encode_and_heads, encoder_sync or heads_sync), \
+          self._xla(loss, False)
+    return (self._xla(encode, encoder_sync), self._xla(heads, heads_sync),
+            self._xla(loss, False))
+
+  def _replica_step(self, plan: StagePlan, batch):
+    views, labels = batch["views"], batch["labels"]
+    flat = tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0))
+    flat = tf.ensure_shape(flat, [None] + views.shape[2:].as_list())
+    if "blur_seeds" in batch:
+      flat = self._blur(flat, batch["blur_seeds"])
+    if plan.index not in self._step_fns:
+      self._step_fns[plan.index] = self._step_functions(plan)
+    encode, heads, loss = self._step_fns[plan.index]
+    _, kept_statistics = self._encoder_batch_norm(plan)
+    kept_values = [v.read_value() for v in kept_statistics]
+    variables = self.train_vars[plan.index]
+    opt = self.optimizers[plan.index]
+    loss_scaled = isinstance(opt, keras.mixed_precision.LossScaleOptimizer)
+    if encode is not None:
+      # Frozen encoder (linear evaluation): forward pass only, outside the tape.
+      h = tf.stop_gradient(encode(flat))
+    with tf.GradientTape() as tape:
+      z, logits = heads(flat if encode is None else h)
+      # The gather is a synchronisation point: here, outside any compiled piece.
+      gathered = (losses.gather_global_batch(
+          tf.reshape(z, [-1, plan.num_views, z.shape[-1]]),
+          labels if self.cfg.loss.use_labels else None) if plan.contrastive else None)
+      terms = loss(z, logits, labels, gathered)
+      objective = opt.get_scaled_loss(terms["loss"]) if loss_scaled else terms["loss"]
+    for var, value in zip(kept_statistics, kept_values):  # authors' frozen BN
+      var.assign(value)
     grads = tape.gradient(objective, variables)
     if loss_scaled:
       grads = opt.get_unscaled_gradients(grads)
@@ -289,22 +356,17 @@ class Trainer:
     opt.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
     # Metrics: per-replica values whose mean over replicas is the global value.
     r = float(self.num_replicas)
-    self.metrics["loss"].update_state(total * r)
-    self.metrics["contrastive_loss"].update_state(contrastive * r)
-    self.metrics["cross_entropy_loss"].update_state(cross_entropy * r)
-    self.metrics["weight_decay_loss"].update_state(decay * r)
-    self.metrics["train_accuracy"].update_state(accuracy)
+    for name in ("loss", "contrastive_loss", "cross_entropy_loss", "weight_decay_loss"):
+      self.metrics[name].update_state(terms[name] * r)
+    self.metrics["train_accuracy"].update_state(terms["train_accuracy"])
     self.metrics["gradient_norm"].update_state(gradient_norm)
     if "corrupt" in batch:  # summed over replicas: the images skipped in the step
       self.metrics["corrupt_images"].update_state(
           tf.reduce_sum(tf.cast(batch["corrupt"], tf.float32)))
 
   def _replica_fn(self, plan: StagePlan):
-    """The per-replica step, XLA-compiled with --jit_compile."""
     def train_replica_fn(batch):
       self._replica_step(plan, batch)
-    if self.cfg.runtime.jit_compile:
-      return tf.function(train_replica_fn, jit_compile=True)
     return train_replica_fn
 
   def _train_loop_fn(self, plan: StagePlan):

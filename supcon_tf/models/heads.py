@@ -5,8 +5,9 @@
 - `LinearClassifier`: one dense layer giving class logits; by default it does
   not send gradients into its input (linear evaluation of a frozen encoder).
 
-Both return float32 whatever the Keras dtype policy, because the losses are
-computed in float32 under mixed precision.
+Both end in a float32 dense layer whatever the Keras dtype policy (the hidden
+layers follow the policy, e.g. bfloat16): the projection and the logits are
+computed, not just returned, in float32, as are the losses under mixed precision.
 """
 
 from typing import Sequence
@@ -20,8 +21,9 @@ class ProjectionHead(keras.layers.Layer):
 
   With `layer_sizes=(2048, 128)`: Dense(2048) - [BN] - ReLU - Dense(128) -
   l2_normalize. Nothing follows the last dense layer but the normalisation.
-  Hidden dense layers have a bias only without BN (BN's beta replaces it); the
-  last one always has a bias.
+  Hidden dense layers have a bias only without BN (BN's beta replaces it). The
+  last one is the authors': no bias (the output is L2-normalised; under LARS a
+  bias would move at the raw peak rate) and a N(0, 0.01) kernel initialisation.
   """
 
   def __init__(self,
@@ -29,6 +31,7 @@ class ProjectionHead(keras.layers.Layer):
                use_batch_norm: bool = False,
                batch_norm_momentum: float = 0.9,
                batch_norm_epsilon: float = 1e-5,
+               synchronized_batch_norm: bool = False,
                name: str = "projection_head",
                **kwargs):
     """Creates the dense (and BN) layers.
@@ -38,6 +41,8 @@ class ProjectionHead(keras.layers.Layer):
       use_batch_norm: BN after every hidden dense layer (before its ReLU).
       batch_norm_momentum: Keras-convention BN momentum.
       batch_norm_epsilon: BN epsilon.
+      synchronized_batch_norm: BN statistics over the global batch (all-reduced
+        across the replicas in sync), as the encoder's.
       name: layer name.
       **kwargs: passed to `keras.layers.Layer`.
 
@@ -53,18 +58,25 @@ class ProjectionHead(keras.layers.Layer):
     self.use_batch_norm = use_batch_norm
     self.batch_norm_momentum = batch_norm_momentum
     self.batch_norm_epsilon = batch_norm_epsilon
+    self.synchronized_batch_norm = synchronized_batch_norm
     num_layers = len(layer_sizes)
     dense_layers = []
     batch_norms = []
     for index, units in enumerate(layer_sizes):
       is_last = index == num_layers - 1
-      dense_layers.append(keras.layers.Dense(
-          units, use_bias=is_last or not use_batch_norm,
-          name=f"dense{index + 1}"))
+      if is_last:
+        dense = keras.layers.Dense(
+            units, use_bias=False, dtype="float32",
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            name=f"dense{index + 1}")
+      else:
+        dense = keras.layers.Dense(units, use_bias=not use_batch_norm,
+                                   name=f"dense{index + 1}")
+      dense_layers.append(dense)
       if use_batch_norm and not is_last:
         batch_norms.append(keras.layers.BatchNormalization(
             momentum=batch_norm_momentum, epsilon=batch_norm_epsilon,
-            name=f"bn{index + 1}"))
+            synchronized=synchronized_batch_norm, name=f"bn{index + 1}"))
     self.dense_layers = dense_layers
     self.batch_norms = batch_norms
 
@@ -82,14 +94,15 @@ class ProjectionHead(keras.layers.Layer):
         if self.use_batch_norm:
           x = self.batch_norms[index](x, training=training)
         x = tf.nn.relu(x)
-    return tf.math.l2_normalize(tf.cast(x, tf.float32), axis=-1)
+    return tf.math.l2_normalize(x, axis=-1)  # float32: the last layer's dtype
 
   def get_config(self):
     config = super().get_config()
     config.update(layer_sizes=self.layer_sizes,
                   use_batch_norm=self.use_batch_norm,
                   batch_norm_momentum=self.batch_norm_momentum,
-                  batch_norm_epsilon=self.batch_norm_epsilon)
+                  batch_norm_epsilon=self.batch_norm_epsilon,
+                  synchronized_batch_norm=self.synchronized_batch_norm)
     return config
 
 
@@ -131,13 +144,14 @@ class LinearClassifier(keras.layers.Layer):
         use_bias=True,
         kernel_initializer="zeros" if zero_initialize else "glorot_uniform",
         bias_initializer="zeros",
+        dtype="float32",  # logits in float32 under mixed precision
         name="dense")
 
   def call(self, inputs):
     """Returns logits `[batch, num_classes]` in float32."""
     if self.stop_gradient:
       inputs = tf.stop_gradient(inputs)
-    return tf.cast(self.dense(inputs), tf.float32)
+    return self.dense(inputs)  # float32: the layer's dtype
 
   def get_config(self):
     config = super().get_config()

@@ -130,9 +130,9 @@ def build_model(model_config: config_lib.ModelConfig,
   Args:
     model_config: the `ModelConfig`.
     num_classes: number of classes of the linear classifier.
-    synchronized_batch_norm: all-reduce the encoder's BN batch statistics
-      across replicas (a property of the run's strategy, hence not read from
-      `model_config`).
+    synchronized_batch_norm: all-reduce the BN batch statistics of the encoder
+      and of the projection head across replicas (a property of the run's
+      strategy, hence not read from `model_config`).
 
   `model_config.resnet_architecture` picks the encoder: `RESNET_V1` is
   `ResNet(version=1)` (post-activation, v1.5), `RESNET_V2` is
@@ -163,6 +163,7 @@ def build_model(model_config: config_lib.ModelConfig,
       use_batch_norm=model_config.use_projection_batch_norm,
       batch_norm_momentum=model_config.batch_norm_momentum,
       batch_norm_epsilon=model_config.batch_norm_epsilon,
+      synchronized_batch_norm=synchronized_batch_norm,
       name="projection_head")
   classifier = heads.LinearClassifier(
       num_classes=num_classes,
