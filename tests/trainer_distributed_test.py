@@ -96,3 +96,60 @@ def test_xla_step_equals_plain_step_on_replicas(tmp_path, replicas, global_bn):
     np.testing.assert_allclose(xla[name], plain[name], rtol=1e-5, err_msg=name)
   assert len(plain_grads) == len(xla_grads) > 0
   assert _relative_error(plain_grads, xla_grads) < 1e-5
+
+
+@pytest.mark.parametrize("global_bn", [True, False])
+def test_projection_head_batch_norm_sees_the_global_batch(tmp_path, global_bn):
+  strategy = testing.mirrored_cpu_strategy(2)
+  cfg = _config(tmp_path, global_bn=global_bn, projection_bn=True)
+  cfg = dataclasses.replace(cfg, stage_1=dataclasses.replace(
+      cfg.stage_1, update_encoder_batch_norm=False))  # h is then a function of x
+  trainer = trainer_lib.Trainer(cfg, strategy, testing.synthetic_source(64, 16),
+                                str(tmp_path), verbose=False)
+  _, views, _ = _batch(strategy, seed=5)
+  views[_BATCH // 2:] *= 0.3  # the replicas see different statistics
+  batch = strategy.experimental_distribute_values_from_function(
+      lambda ctx: {"views": tf.constant(views[ctx.replica_id_in_sync_group * 8:][:8]),
+                   "labels": tf.constant(np.arange(8, dtype=np.int32) % 4)})
+  m = trainer.model
+  head = m.projection_head
+  assert head.batch_norms[0].synchronized == global_bn
+  # The statistics bn1 must see: dense1 over the global batch of views, before the step.
+  def dense1_of(v):
+    h = m.encode(tf.constant(v.reshape(-1, 16, 16, 3)), training=False)
+    return head.dense_layers[0](m.head_input(h)).numpy()
+  global_rows = dense1_of(views)
+  replica_rows = dense1_of(views[:8]), dense1_of(views[8:])
+  trainer.train_step(1, batch)
+  bn = head.batch_norms[0]
+  means = [v.numpy() for v in bn.moving_mean.values]
+  variances = [v.numpy() for v in bn.moving_variance.values]
+  if global_bn:  # momentum 0.9 from (0, 1): moving = 0.9 * initial + 0.1 * batch
+    for mean, var in zip(means, variances):
+      np.testing.assert_allclose(mean, 0.1 * global_rows.mean(0), rtol=1e-4, atol=1e-6)
+      np.testing.assert_allclose(var, 0.9 + 0.1 * global_rows.var(0), rtol=1e-4, atol=1e-6)
+  else:  # each replica's own half of the batch
+    for mean, rows in zip(means, replica_rows):
+      np.testing.assert_allclose(mean, 0.1 * rows.mean(0), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(means[0], means[1], atol=1e-4)
+
+
+def test_frozen_batch_norm_modes_on_replicas(tmp_path):
+  """batch_statistics (the authors'): BN normalises with the batch's statistics and
+  leaves the moving averages as they were; inference uses the moving averages."""
+  strategy = testing.mirrored_cpu_strategy(2)
+  gradients = {}
+  for mode in config_lib.FrozenBatchNorm:
+    cfg = _config(tmp_path / mode.value, stage_1=config_lib.StageConfig(steps=0),
+                  stage_2_steps=1)
+    cfg = dataclasses.replace(cfg, stage_2=dataclasses.replace(cfg.stage_2,
+                                                               frozen_batch_norm=mode))
+    trainer, _, grads = _one_step(cfg, strategy, tmp_path / mode.value, stage=2)
+    bn = trainer.model.encoder.stem_bn
+    for var, initial in ((bn.moving_mean, 0.0), (bn.moving_variance, 1.0)):
+      for value in var.values:
+        np.testing.assert_array_equal(value.numpy(), initial)
+    gradients[mode] = grads  # of the classifier, from features h
+  # Batch statistics and the initial moving averages give different features.
+  assert _relative_error(gradients[config_lib.FrozenBatchNorm.INFERENCE],
+                         gradients[config_lib.FrozenBatchNorm.BATCH_STATISTICS]) > 0.05
