@@ -73,6 +73,24 @@ def write_config(cfg: config_lib.Config) -> None:
   os.replace(path + ".tmp", path)
 
 
+def _refuse_untrained_classifier(cfg, strategy, source) -> None:
+  """--mode=eval of a model_dir whose classifier no stage trained: one line, no number."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from supcon_tf import distribute  # pylint: disable=g-import-not-at-top
+  from supcon_tf import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  rt = cfg.runtime
+  latest = tf.train.latest_checkpoint(rt.model_dir)
+  if latest is None:
+    raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
+  step = int(tf.train.load_variable(latest, "global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+  stages = trainer_lib.plan_stages(cfg, source.num_train, source.steps_per_epoch(
+      rt.batch_size, distribute.num_input_pipelines(strategy)))
+  reason = trainer_lib.untrained_classifier_reason(stages, step)
+  if reason:
+    raise config_lib.ConfigError(f"--mode=eval refused: {reason}; top-1/top-5 of an "
+                                 "untrained classifier mean nothing")
+
+
 def run(cfg: config_lib.Config, verbose: bool = True):
   """Runs the configured mode. Returns the eval results (or None)."""
   if cfg.runtime.mode != config_lib.Mode.DRY_RUN:
@@ -112,6 +130,8 @@ def run(cfg: config_lib.Config, verbose: bool = True):
           f"{source.num_eval} eval images, {source.num_classes} classes; "
           f"{type(strategy).__name__} with {replicas} replica(s), {per_replica} images "
           "per replica", flush=True)
+  if rt.mode == config_lib.Mode.EVAL:
+    _refuse_untrained_classifier(cfg, strategy, source)
   trainer = trainer_lib.Trainer(cfg, strategy, source, rt.model_dir, is_chief=is_chief,
                                 verbose=verbose)
   try:

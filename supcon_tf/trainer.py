@@ -80,6 +80,34 @@ def plan_stages(cfg: config_lib.Config, num_train_examples: int,
   return plans
 
 
+def untrained_classifier_reason(stages: List[StagePlan], step: int) -> Optional[str]:
+  """Why the classifier has not been trained by global step `step`, or None.
+
+  A top-1 of an untrained classifier is chance at best (with a zero-initialised
+  classifier every logit ties), so no number is reported for it.
+  """
+  trains = [p for p in stages if p.cross_entropy and p.num_steps > 0]
+  if not trains:
+    return ("no stage trains the classifier (no cross-entropy stage with steps: "
+            "e.g. --stage_2_steps=0 --stage_2_epochs=0)")
+  if not any(step > p.first_step for p in trains):
+    return (f"the classifier is untrained at global step {step}: its training "
+            f"starts at global step {trains[0].first_step} (stage {trains[0].index})")
+  return None
+
+
+def top_k_hits(logits, labels, k: int):
+  """1.0 where the label's logit is among the k largest, 0.0 elsewhere; a tie never
+  counts as a hit (unlike `tf.math.in_top_k`): every other class scoring at least as
+  high as the label takes a rank above it. A non-finite label logit is a miss."""
+  logits = tf.cast(logits, tf.float32)
+  labels = tf.cast(labels, tf.int32)
+  true = tf.gather(logits, labels[:, None], batch_dims=1)  # [batch, 1]
+  above = tf.reduce_sum(tf.cast(logits >= true, tf.int32), axis=1) - 1  # not itself
+  hit = tf.logical_and(above < k, tf.math.is_finite(true[:, 0]))
+  return tf.cast(hit, tf.float32)
+
+
 class Trainer:
   """Owns the model, optimizers, checkpoint and the compiled steps."""
 
@@ -552,9 +580,21 @@ class Trainer:
 
   # ---------------------------------------------------------------- evaluation
   def evaluate(self) -> Dict[str, float]:
-    """Top-1/top-5 of the classifier on the test split (latest checkpoint)."""
+    """Top-1/top-5 of the classifier on the test split (latest checkpoint).
+
+    A classifier no cross-entropy stage has trained gets no number: the result
+    (and eval_results.json) is {"skipped": reason, "global_step": step}.
+    """
     step = self.restore()
     rt = self.cfg.runtime
+    reason = untrained_classifier_reason(self.stages, step)
+    if reason:
+      result = {"skipped": reason, "global_step": step}
+      if self.is_chief:
+        _atomic_write(os.path.join(self.model_dir, "eval_results.json"),
+                      json.dumps(result, indent=2))
+      self._log(f"evaluation skipped: {reason}")
+      return result
 
     def dataset_fn(input_context):
       return self.source.eval_dataset(rt.eval_batch_size,
@@ -567,8 +607,8 @@ class Trainer:
     def eval_replica_fn(batch):
       logits = tf.cast(self.model(batch["image"], training=False)["logits"], tf.float32)
       y, valid = batch["labels"], tf.cast(batch["valid"], tf.float32)
-      top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, 1), tf.float32) * valid)
-      topk = tf.reduce_sum(tf.cast(tf.math.in_top_k(y, logits, k), tf.float32) * valid)
+      top1 = tf.reduce_sum(top_k_hits(logits, y, 1) * valid)
+      topk = tf.reduce_sum(top_k_hits(logits, y, k) * valid)
       corrupt = (tf.reduce_sum(tf.cast(batch["corrupt"], tf.float32))
                  if "corrupt" in batch else tf.constant(0.0))
       return tf.stack([top1, topk, tf.reduce_sum(valid), corrupt])

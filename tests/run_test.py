@@ -238,3 +238,25 @@ def test_missing_or_conflicting_sources_are_refused(tmp_path):
 if __name__ == "__main__":
   import sys
   sys.exit(pytest.main([__file__]))
+
+
+def test_untrained_classifier_gets_no_number(tmp_path, fake_data):
+  """Stage 1 only with a zero-initialised classifier: in_top_k would report 100%."""
+  model_dir = tmp_path / "m"
+  args = _tiny_args(model_dir, fake_data, "--stage_1_steps=2", "--stage_2_steps=0",
+                    "--stage_2_epochs=0", "--zero_initialize_classifier",
+                    "--steps_per_loop=1", "--projector_examples=0",
+                    "--export_at_end=false")
+  trained = testing.run_cli(args)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  assert "evaluation skipped: no stage trains the classifier" in trained.stdout
+  assert "top-1" not in trained.stdout
+  with open(model_dir / "eval_results.json") as f:
+    result = json.load(f)
+  assert "top_1" not in result and "no stage trains" in result["skipped"]
+  assert result["global_step"] == 2
+  refused = testing.run_cli(args + ["--mode=eval"])
+  assert "--mode=eval refused: no stage trains the classifier" in _one_error_line(refused)
+  # Same flags with a classifier stage planned but not reached at the checkpoint.
+  planned = testing.run_cli(args + ["--mode=eval", "--stage_2_steps=3"])
+  assert "untrained at global step 2" in _one_error_line(planned)

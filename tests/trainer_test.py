@@ -129,6 +129,33 @@ def test_jit_compile_step_matches_plain_step(tmp_path):
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
 
 
+def test_top_k_hits_never_count_a_tie():
+  logits = tf.constant([[0.0, 0.0, 0.0],      # every class ties: no hit at any k < 3
+                        [1.0, 3.0, 2.0],      # label 2 is second
+                        [2.0, 2.0, -1.0],     # tie with the label at the top
+                        [float("nan"), 0.0, 0.0],
+                        [5.0, 1.0, 1.0]])
+  labels = tf.constant([1, 2, 0, 0, 0])
+  np.testing.assert_array_equal(trainer_lib.top_k_hits(logits, labels, 1), [0, 0, 0, 0, 1])
+  np.testing.assert_array_equal(trainer_lib.top_k_hits(logits, labels, 2), [0, 1, 1, 0, 1])
+  np.testing.assert_array_equal(trainer_lib.top_k_hits(logits, labels, 3), [1, 1, 1, 0, 1])
+  # in_top_k, for contrast, calls the all-tie row a hit.
+  assert bool(tf.math.in_top_k(labels[:1], logits[:1], 1)[0])
+
+
+def test_untrained_classifier_reason_from_the_plan(tmp_path):
+  cfg = _r50_config(config_lib.Precision.FLOAT32, tmp_path)
+  stage_2 = dataclasses.replace(cfg.stage_2, steps=3, cross_entropy_loss_weight=1.0)
+  stages = trainer_lib.plan_stages(dataclasses.replace(cfg, stage_2=stage_2), 16)
+  assert "starts at global step 1" in trainer_lib.untrained_classifier_reason(stages, 1)
+  assert trainer_lib.untrained_classifier_reason(stages, 2) is None
+  only_1 = trainer_lib.plan_stages(cfg, 16)
+  assert "no stage trains" in trainer_lib.untrained_classifier_reason(only_1, 1)
+  joint = dataclasses.replace(cfg.stage_1, cross_entropy_loss_weight=1.0)
+  stages = trainer_lib.plan_stages(dataclasses.replace(cfg, stage_1=joint), 16)
+  assert trainer_lib.untrained_classifier_reason(stages, 1) is None
+
+
 # ------------------------------------------------------------------ dry run
 _EXPERIMENTS = sorted(glob.glob(os.path.join(testing.REPO_ROOT, "experiments", "*.cfg")))
 
