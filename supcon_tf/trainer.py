@@ -430,10 +430,17 @@ class Trainer:
       metric.reset_state()
 
   def _maybe_reinitialize_classifier(self, plan: StagePlan, local_start: int):
+    """Seeded by --seed and the stage: the same values on every worker (each worker
+    assigns its own copies) and in every rerun."""
     if plan.config.reinitialize_classifier and local_start == 0:
-      for layer in self.model.classifier._flatten_layers():  # pylint: disable=protected-access
+      for index, layer in enumerate(self.model.classifier._flatten_layers()):  # pylint: disable=protected-access
         if isinstance(layer, keras.layers.Dense):
-          layer.kernel.assign(layer.kernel_initializer(layer.kernel.shape))
+          init = layer.kernel_initializer
+          config = init.get_config()
+          if "seed" in config:
+            config["seed"] = self.cfg.data.seed * 1000 + plan.index * 100 + index
+          seeded = type(init).from_config(config)
+          layer.kernel.assign(seeded(layer.kernel.shape, layer.kernel.dtype))
           layer.bias.assign(tf.zeros_like(layer.bias))
       self._log(f"stage {plan.index}: classifier re-initialised")
 
@@ -467,7 +474,7 @@ class Trainer:
                 f"{plan.steps_per_epoch} steps), {plan.num_views} view(s), global batch "
                 f"{rt.batch_size} on {self.num_replicas} replica(s)"
                 + (f", resuming at stage step {local_start}" if local_start else ""))
-      self._write_start_summaries(plan, local_start, step)
+      self._write_start_summaries(plan, step)
       stage_start_time = time.time()
       stage_start_step = step
       corrupt = _CorruptCounter(self, plan)
@@ -479,6 +486,8 @@ class Trainer:
         for boundary in rt.profile_steps:  # chunks stop where the trace starts/ends
           if boundary > step:
             chunk = min(chunk, boundary - step)
+        if rt.log_steps:  # ... and at progress lines
+          chunk = min(chunk, (step // rt.log_steps + 1) * rt.log_steps - step)
         self._profiler_control(step)
         self.reset_metrics()
         t0 = time.time()
@@ -501,6 +510,9 @@ class Trainer:
         if step % rt.checkpoint_steps == 0 or step == plan.end_step:
           self.save()
         local = step - plan.first_step
+        if rt.log_steps and step % rt.log_steps and step != plan.end_step:
+          last = values
+          continue
         self._log(
             f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
             f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
@@ -524,23 +536,26 @@ class Trainer:
       tf.profiler.experimental.stop()
       self._profiling = False
 
-  def _write_start_summaries(self, plan: StagePlan, local_start: int, step: int):
-    """Config text, hparams and a few augmented views of the stage's first batch."""
+  def _write_start_summaries(self, plan: StagePlan, step: int):
+    """Config text, hparams and a few augmented views of the stage's first images."""
     rt = self.cfg.runtime
     with self._writer("train").as_default(step=step):
       if not self._wrote_config:
         tf.summary.text("config", "```\n" + self.cfg.to_json() + "\n```")
         hp.hparams(_flat_hparams(self.cfg.to_dict()), trial_id=self.model_dir)
         self._wrote_config = True
-      if rt.summary_images:
-        spec, view_kwargs = self._input_spec(plan, local_start)
+      if rt.summary_images and self.is_chief:
+        # A pipeline of just the images shown (never a global batch on each host).
+        spec, view_kwargs = self._input_spec(plan, 0)
+        spec = dataclasses.replace(spec, global_batch_size=min(rt.summary_images,
+                                                               rt.batch_size))
         quiet = dataclasses.replace(self.input_options, report_corrupt=False)
         batch = next(iter(self.source.train_dataset(spec, view_kwargs, None, quiet)))
-        views = batch["views"][:rt.summary_images]  # [k, V, H, W, C]
+        views = batch["views"]  # [k, V, H, W, C]
         if self.defer_blur:
           shape = tf.shape(views)
           views = tf.reshape(self._blur(tf.reshape(views, [-1, *views.shape[2:]]),
-                                        batch["blur_seeds"][:rt.summary_images]), shape)
+                                        batch["blur_seeds"]), shape)
         # One image per sample: its views side by side.
         rows = tf.concat(tf.unstack(views, axis=1), axis=2)
         tf.summary.image(f"augmented_views/stage_{plan.index}", rows,

@@ -77,6 +77,58 @@ def test_train_scalars_images_hparams_text(trained):
   assert "_hparams_/session_start_info" in plugins
 
 
+def _tiny_config(model_dir, **runtime):
+  return config_lib.Config(
+      data=config_lib.DataConfig(image_size=12),
+      model=config_lib.ModelConfig(resnet_depth=18, resnet_width=0.0625,
+                                   first_conv_kernel_size=3, first_conv_stride=1,
+                                   use_initial_max_pool=False, projection_head_layers=(8, 4)),
+      stage_1=config_lib.StageConfig(steps=5, contrastive_loss_weight=1.0),
+      stage_2=config_lib.StageConfig(steps=1, cross_entropy_loss_weight=1.0,
+                                     reinitialize_classifier=True),
+      runtime=config_lib.RuntimeConfig(model_dir=model_dir, batch_size=8, eval_batch_size=8,
+                                       projector_examples=0, **runtime))
+
+
+def test_summary_images_read_only_the_images_shown(tmp_path):
+  source = _source()
+  sizes = []
+  train_dataset = source.train_dataset
+
+  def spy(spec, view_kwargs, input_context=None, options=None):
+    sizes.append((spec.global_batch_size, input_context is None))
+    return train_dataset(spec, view_kwargs, input_context, options)
+
+  object.__setattr__(source, "train_dataset", spy)  # a frozen dataclass
+  cfg = _tiny_config(str(tmp_path), summary_images=3)
+  trainer = trainer_lib.Trainer(cfg, tf.distribute.get_strategy(), source, str(tmp_path),
+                                verbose=False)
+  trainer._write_start_summaries(trainer.stages[0], 0)  # pylint: disable=protected-access
+  assert sizes == [(3, True)]
+
+
+def test_log_steps_sets_the_progress_lines(tmp_path, capsys):
+  cfg = _tiny_config(str(tmp_path), steps_per_loop=4, log_steps=2, summary_images=0)
+  trainer = trainer_lib.Trainer(cfg, tf.distribute.get_strategy(), _source(), str(tmp_path))
+  trainer.train()
+  lines = [l for l in capsys.readouterr().out.splitlines() if " | step " in l]
+  assert [l.split(" | step ")[1].split(" ")[0] for l in lines] == ["2/5", "4/5", "5/5",
+                                                                    "1/1"]
+
+
+def test_classifier_reinitialisation_is_seeded(tmp_path):
+  kernels = []
+  for seed in (3, 3, 4):
+    cfg = _tiny_config(str(tmp_path / str(len(kernels))))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=seed))
+    trainer = trainer_lib.Trainer(cfg, tf.distribute.get_strategy(), _source(),
+                                  str(tmp_path / str(len(kernels))), verbose=False)
+    trainer._maybe_reinitialize_classifier(trainer.stages[1], 0)  # pylint: disable=protected-access
+    kernels.append(trainer.model.classifier.dense.kernel.numpy())
+  np.testing.assert_array_equal(kernels[0], kernels[1])
+  assert not np.allclose(kernels[0], kernels[2])
+
+
 def test_eval_scalars(trained):
   model_dir, result = trained
   acc = _events(os.path.join(model_dir, "eval"))
