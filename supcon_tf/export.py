@@ -270,8 +270,8 @@ def classifier_trained(trainer_or_model, cfg: config_lib.Config,
   stages = getattr(trainer_or_model, "stages", None)
   if stages is None or global_step is None:
     return trains_classifier(cfg)
-  return any(plan.cross_entropy and plan.num_steps > 0 and global_step > plan.first_step
-             for plan in stages)
+  from supcon_tf import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  return trainer_lib.untrained_classifier_reason(stages, global_step) is None
 
 
 def export_all(trainer_or_model, cfg: config_lib.Config, export_dir: Optional[str] = None,

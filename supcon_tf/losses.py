@@ -151,6 +151,11 @@ def gather_global_batch(features, labels=None) -> GlobalBatch:
   ctx, num_replicas = _replica_info()
   if num_replicas == 1:
     return GlobalBatch(features, labels, tf.constant(0, tf.int32))
+  # MultiWorkerMirroredStrategy takes the gather's destination from the tensor's
+  # device, which a tf.function argument (e.g. the input batch's labels) does not
+  # have ("destinations can not be empty"): gather placed copies.
+  features = tf.identity(features)
+  labels = None if labels is None else tf.identity(labels)
   global_features = ctx.all_gather(features, axis=0)
   # Offset of this replica's samples in the global batch. Local batches may
   # differ in size (the last eval batch), so gather the sizes.

@@ -221,6 +221,8 @@ class Trainer:
   def save(self):
     path = self.manager.save(checkpoint_number=self.global_step)
     logging.info("saved checkpoint %s", path)
+    if not self.is_chief:  # a scratch copy, never read: every worker restores the chief's
+      tf.io.gfile.rmtree(self.manager.directory)
     return path
 
   # ---------------------------------------------------------------- input
@@ -563,9 +565,12 @@ class Trainer:
 
   def write_projector(self, name: str) -> Optional[str]:
     """Test-set embeddings h (with labels, and a sprite for small images) for
-    TensorBoard's projector, in model_dir/projector/<name>."""
-    if not self.is_chief:
-      return None
+    TensorBoard's projector, in model_dir/projector/<name>.
+
+    Every worker computes them: under MultiWorkerMirroredStrategy reading the BN
+    moving statistics outside a replica context is a collective that all workers
+    must join. Only the chief writes.
+    """
     images, labels = self.source.eval_examples(self.cfg.runtime.projector_examples,
                                                augment.eval_kwargs(self.cfg.data))
     n = len(labels)
@@ -574,6 +579,8 @@ class Trainer:
     embeddings = np.concatenate([
         tf.cast(self.model.encode(images[i:i + 256], training=False), tf.float32).numpy()
         for i in range(0, n, 256)])
+    if not self.is_chief:
+      return None
     return projector_lib.write_projector(
         os.path.join(self.model_dir, "projector", name), embeddings, labels, images)
 

@@ -219,3 +219,59 @@ def make_fake_imagenet(root, num_classes=3, per_class=8, num_validation=10,
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=manual, num_shards=num_shards))
   return data_dir, classes
+
+
+def free_ports(n: int):
+  """`n` distinct free TCP ports on 127.0.0.1 (bound, then released)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  sockets = []
+  try:
+    for _ in range(n):
+      s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+      s.bind(("127.0.0.1", 0))
+      sockets.append(s)
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
+
+
+def run_workers(argv, num_workers=2, timeout=300, env=None):
+  """Runs `argv` (a command list) as `num_workers` local MultiWorkerMirroredStrategy
+  workers on 127.0.0.1 (TF_CONFIG per process, ports picked here). Waits at most
+  `timeout` seconds in all, then kills them; every process is killed on any exit.
+  Returns [(returncode, stdout, stderr)] by task index; returncode None: timed out."""
+  import json  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(num_workers)]}
+  procs, logs = [], []
+  try:
+    for task in range(num_workers):
+      worker_env = dict(os.environ, PYTHONPATH=REPO_ROOT, **(env or {}))
+      worker_env["TF_CONFIG"] = json.dumps(
+          {"cluster": cluster, "task": {"type": "worker", "index": task}})
+      out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+      logs.append((out, err))
+      procs.append(subprocess.Popen(argv, cwd=REPO_ROOT, env=worker_env, stdout=out,
+                                    stderr=err, text=True, start_new_session=True))
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(p.poll() is None for p in procs):
+      if any(p.poll() not in (None, 0) for p in procs):  # one failed: the rest would hang
+        break
+      time.sleep(0.5)
+    codes = [p.poll() for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+  results = []
+  for code, (out, err) in zip(codes, logs):
+    out.seek(0)
+    err.seek(0)
+    results.append((code, out.read(), err.read()))
+    out.close()
+    err.close()
+  return results

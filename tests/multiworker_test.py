@@ -1,0 +1,94 @@
+"""Two MultiWorkerMirroredStrategy workers as local processes on 127.0.0.1 (ports
+picked by the test, a hard timeout, processes always killed): one step on a fixed
+batch against one process, and the embedded default end to end from the CLI."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from tests import testing
+
+_TIMEOUT = 420  # seconds for all the workers of one run
+
+
+def _check(results):
+  for task, (code, out, err) in enumerate(results):
+    assert code is not None, f"worker {task} timed out:\n{out[-2000:]}\n{err[-3000:]}"
+    assert code == 0, f"worker {task} exited {code}:\n{out[-2000:]}\n{err[-3000:]}"
+
+
+def _step_json(text):
+  return json.loads([l for l in text.splitlines() if l.startswith("{")][-1])
+
+
+def test_fixed_batch_step_of_two_workers_equals_one_process():
+  script = [sys.executable, os.path.join("tests", "multiworker_step.py")]
+  workers = testing.run_workers(script + ["multi_worker"], timeout=_TIMEOUT)
+  _check(workers)
+  single = testing.subprocess.run(script + ["single"], cwd=testing.REPO_ROOT,
+                                  capture_output=True, text=True, timeout=_TIMEOUT)
+  assert single.returncode == 0, single.stderr[-3000:]
+  reference = _step_json(single.stdout)
+  assert reference["replicas"] == 1
+  for _, out, _ in workers:
+    got = _step_json(out)
+    assert got["replicas"] == 2
+    for name in ("loss", "contrastive_loss", "weight_decay_loss", "gradient_norm"):
+      np.testing.assert_allclose(got["metrics"][name], reference["metrics"][name],
+                                 rtol=1e-5, err_msg=name)
+    # Global BN + gathered loss + all-reduced gradients: the same update as one
+    # device on the whole batch (to 1e-4: synchronised BN is Keras' unfused
+    # BatchNorm, one device uses the fused kernel; they differ by ~2e-5 here).
+    a, b = np.array(reference["update"]), np.array(got["update"])
+    assert np.linalg.norm(a - b) < 1e-4 * np.linalg.norm(a)
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("fashion")
+  testing.write_fake_fashion_mnist(str(directory), num_train=64, num_test=40)
+  return str(directory)
+
+
+def _tiny_args(model_dir, data_dir, *extra):
+  return [f"--fashion_mnist_dir={data_dir}", f"--model_dir={model_dir}",
+          "--resnet_depth=18", "--resnet_width=0.0625", "--first_conv_kernel_size=3",
+          "--first_conv_stride=1", "--use_initial_max_pool=false", "--image_size=16",
+          "--projection_head_layers=16,8", "--use_projection_batch_norm",
+          "--batch_size=16", "--eval_batch_size=16", "--stage_1_steps=4",
+          "--stage_2_steps=2", "--steps_per_loop=2", "--checkpoint_steps=2",
+          "--projector_examples=20", "--summary_images=2", *extra]
+
+
+def test_two_workers_run_the_embedded_default_end_to_end(tmp_path, fake_data):
+  model_dir = tmp_path / "m"
+  args = _tiny_args(model_dir, fake_data)
+  cli = [sys.executable, "-m", "supcon_tf.run", "--flagfile=experiments/fashion_mnist.cfg"]
+  workers = testing.run_workers(cli + args + ["--strategy=multi_worker"], timeout=_TIMEOUT)
+  _check(workers)
+  chief_out, worker_out = workers[0][1], workers[1][1]
+  assert "stage 1 | epoch" in chief_out and "stage 2 | epoch" in chief_out
+  assert "with 2 replica(s)" in chief_out
+  assert "test top-1" in chief_out and "exported" in chief_out
+  assert worker_out.strip() == ""  # only the chief reports ...
+  # ... and writes: the workers' scratch copies are gone, everything else is the chief's.
+  assert not (model_dir / "tmp_worker").exists() or not any(
+      files for _, _, files in os.walk(model_dir / "tmp_worker"))
+  for path in ("config.json", "classes.json", "eval_results.json", "checkpoint",
+               "projector/stage_1/metadata.tsv", "export/encoder/saved_model.pb",
+               "export/classifier/saved_model.pb", "export/export_info.json"):
+    assert (model_dir / path).exists(), path
+  with open(model_dir / "eval_results.json") as f:
+    distributed = json.load(f)
+  assert distributed["global_step"] == 6 and distributed["num_examples"] == 40
+  # One process evaluating the same checkpoint finds the same numbers.
+  single = testing.run_cli(cli[3:] + args + ["--mode=eval", "--projector_examples=0"],
+                           timeout=_TIMEOUT)
+  assert single.returncode == 0, single.stderr[-3000:]
+  with open(model_dir / "eval_results.json") as f:
+    alone = json.load(f)
+  assert alone["top_1"] == distributed["top_1"] and alone["top_5"] == distributed["top_5"]
+  assert alone["num_examples"] == 40
