@@ -6,9 +6,19 @@ module into one process, so it is done here, at conftest import. Single-device c
 is unaffected: it runs on CPU:0.
 """
 
+import pytest
+
 from tests import testing
 
 testing.setup_virtual_cpus(4)
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+  """A directory of Fashion-MNIST-shaped idx files (64 train, 40 test images)."""
+  directory = tmp_path_factory.mktemp("fashion")
+  testing.write_fake_fashion_mnist(str(directory), num_train=64, num_test=40)
+  return str(directory)
 
 
 def pytest_addoption(parser):
@@ -23,7 +33,6 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
   if config.getoption("--runslow"):
     return
-  import pytest  # pylint: disable=g-import-not-at-top
   skip = pytest.mark.skip(reason="slow: run with --runslow (make test-all)")
   for item in items:
     if "slow" in item.keywords:

@@ -44,6 +44,7 @@ _CONTRASTIVE = dict(
     s1_use_classification_head_weight_decay=False, s2_use_encoder_weight_decay=False,
     s2_use_projection_head_weight_decay=False, s2_use_classification_head_weight_decay=True,
     s1_update_encoder_batch_norm=True, s2_update_encoder_batch_norm=False,
+    s2_frozen_batch_norm=C.FrozenBatchNorm.BATCH_STATISTICS,
     use_bias_weight_decay=True, s1_rmsprop_epsilon=1.0, s2_rmsprop_epsilon=0.001)
 _SUPCON = dict(_CONTRASTIVE, use_labels=True, normalize_embedding=True,
                use_projection_batch_norm=False, projection_head_layers=(128,),

@@ -61,7 +61,7 @@ def _perturb(model, seed):
       layer.moving_variance.assign(rng.uniform(0.5, 2.0, shape))
       layer.gamma.assign(rng.uniform(0.5, 1.5, shape))
       layer.beta.assign(rng.normal(0.0, 0.2, shape))
-    elif isinstance(layer, keras.layers.Dense):
+    elif isinstance(layer, keras.layers.Dense) and layer.use_bias:
       layer.bias.assign(rng.normal(0.0, 0.1, layer.bias.shape))
 
 

@@ -649,7 +649,9 @@ def test_projection_head_structure_and_normalisation():
   assert z.dtype == tf.float32 and z.shape == (3, 4)
   np.testing.assert_allclose(tf.norm(z, axis=-1).numpy(), 1.0, atol=1e-5)
   assert [d.units for d in head.dense_layers] == [16, 8, 4]
-  assert [d.use_bias for d in head.dense_layers] == [False, False, True]
+  # Hidden layers: no bias (BN follows); the last: no bias either (the authors').
+  assert [d.use_bias for d in head.dense_layers] == [False, False, False]
+  assert head.dense_layers[-1].dtype == "float32"
   assert len(head.batch_norms) == 2
   with pytest.raises(ValueError):
     heads.ProjectionHead(())

@@ -7,7 +7,6 @@ import os
 import sys
 
 import numpy as np
-import pytest
 
 from tests import testing
 
@@ -44,13 +43,6 @@ def test_fixed_batch_step_of_two_workers_equals_one_process():
     # BatchNorm, one device uses the fused kernel; they differ by ~2e-5 here).
     a, b = np.array(reference["update"]), np.array(got["update"])
     assert np.linalg.norm(a - b) < 1e-4 * np.linalg.norm(a)
-
-
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("fashion")
-  testing.write_fake_fashion_mnist(str(directory), num_train=64, num_test=40)
-  return str(directory)
 
 
 def _tiny_args(model_dir, data_dir, *extra):

@@ -340,7 +340,8 @@ def test_decay_variables_for_every_flag_combination(tiny_model):
   import itertools
   parts = _parts_by_shape(tiny_model)
   assert [len(parts["encoder"][0]), len(parts["encoder"][1])] == [20, 0]
-  assert [len(parts["projection_head"][0]), len(parts["projection_head"][1])] == [2, 2]
+  # Hidden layer with a bias, last layer without (the authors' projection).
+  assert [len(parts["projection_head"][0]), len(parts["projection_head"][1])] == [2, 1]
   assert [len(parts["classifier"][0]), len(parts["classifier"][1])] == [1, 1]
   bn = _bn_refs(tiny_model)
   assert bn
@@ -367,8 +368,8 @@ def test_decay_variables_skip_projection_batch_norm():
   model = build_model(cfg, num_classes=3)
   model(tf.zeros([1, 8, 8, 1]))
   head_kernels, head_biases = _parts_by_shape(model)["projection_head"]
-  # Hidden dense without bias (BN follows), last dense with bias.
-  assert len(head_kernels) == 2 and len(head_biases) == 1
+  # No biases: hidden dense layers are followed by BN, the last has none.
+  assert len(head_kernels) == 2 and not head_biases
   head_bn = _bn_refs(model.projection_head)
   assert len(head_bn) >= 2
   stage = StageConfig(weight_decay=1e-4, use_encoder_weight_decay=False,

@@ -13,13 +13,6 @@ import tensorflow as tf
 from tests import testing
 
 
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("fashion")
-  testing.write_fake_fashion_mnist(str(directory), num_train=64, num_test=40)
-  return str(directory)
-
-
 def _tiny_args(model_dir, data_dir, *extra):
   return [
       f"--fashion_mnist_dir={data_dir}", f"--model_dir={model_dir}",
