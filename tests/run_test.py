@@ -253,3 +253,15 @@ def test_untrained_classifier_gets_no_number(tmp_path, fake_data):
   # Same flags with a classifier stage planned but not reached at the checkpoint.
   planned = testing.run_cli(args + ["--mode=eval", "--stage_2_steps=3"])
   assert "untrained at global step 2" in _one_error_line(planned)
+
+
+def test_jit_compile_on_two_virtual_cpus_from_the_cli(tmp_path, fake_data):
+  """The failure users met first: XLA with 2 replicas died at the first SupCon step."""
+  result = testing.run_cli(_tiny_args(
+      tmp_path / "m", fake_data, "--jit_compile", "--use_projection_batch_norm",
+      "--stage_1_steps=3", "--stage_2_steps=2", "--steps_per_loop=2",
+      "--projector_examples=0", "--export_at_end=false"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "with 2 replica(s)" in result.stdout and "test top-1" in result.stdout
+  with open(tmp_path / "m" / "eval_results.json") as f:
+    assert json.load(f)["global_step"] == 5
