@@ -65,6 +65,11 @@ def test_resnet50_step_mirrored_sync_bn(tmp_path, precision):
   assert all(v.dtype == tf.float32 for v in trainer.model.variables)
   if precision == config_lib.Precision.BFLOAT16:
     assert encoder.stem_conv.compute_dtype == "bfloat16"
+    head = trainer.model.projection_head
+    assert head.dense_layers[0].compute_dtype == "bfloat16"
+    # The heads' last layers compute in float32: the projection and the logits.
+    assert head.dense_layers[-1].compute_dtype == "float32"
+    assert trainer.model.classifier.dense.compute_dtype == "float32"
   bn = encoder.stem_bn
   assert bn.synchronized
   means = [v.numpy() for v in bn.moving_mean.values]
