@@ -298,7 +298,7 @@ class Trainer:
       if plan.cross_entropy:
         if first_view_only:  # the authors' classifier sees the first view only
           head_in = tf.reshape(head_in, [-1, plan.num_views, head_in.shape[-1]])[:, 0]
-        logits = tf.cast(m.classifier(head_in), tf.float32)
+        logits = m.classifier(head_in)  # float32: the classifier's dtype
       return z, logits
 
     def encode_and_heads(flat):
