@@ -291,9 +291,12 @@ class Trainer:
       return m.encode(flat, training=encoder_training)
 
     def heads(h):
-      """h [b * V, D] (sample-major) -> (z [b * V, P] or None, logits [b, C] or None)."""
+      """h [b * V, D] (sample-major) -> (z [b, V, P] or None, logits [b, C] or None)."""
       head_in = m.head_input(h)
-      z = m.projection_head(head_in, training=True) if plan.contrastive else None
+      z = None
+      if plan.contrastive:
+        z = m.projection_head(head_in, training=True)
+        z = tf.reshape(z, [-1, plan.num_views, z.shape[-1]])
       logits = None
       if plan.cross_entropy:
         if first_view_only:  # the authors' classifier sees the first view only
@@ -314,7 +317,6 @@ class Trainer:
       stage_cfg, lc = plan.config, cfg.loss
       total = contrastive = cross_entropy = accuracy = tf.constant(0.0)
       if plan.contrastive:
-        z = tf.reshape(z, [-1, plan.num_views, z.shape[-1]])
         per_sample = losses.supcon_loss(
             z, labels if lc.use_labels else None, temperature=lc.temperature,
             contrast_mode=lc.contrast_mode, summation=lc.summation_location,
@@ -368,8 +370,7 @@ class Trainer:
       z, logits = heads(flat if encode is None else h)
       # The gather is a synchronisation point: here, outside any compiled piece.
       gathered = (losses.gather_global_batch(
-          tf.reshape(z, [-1, plan.num_views, z.shape[-1]]),
-          labels if self.cfg.loss.use_labels else None) if plan.contrastive else None)
+          z, labels if self.cfg.loss.use_labels else None) if plan.contrastive else None)
       terms = loss(z, logits, labels, gathered)
       objective = opt.get_scaled_loss(terms["loss"]) if loss_scaled else terms["loss"]
     for var, value in zip(kept_statistics, kept_values):  # authors' frozen BN
