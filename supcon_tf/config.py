@@ -1,4 +1,7 @@
-"""The one place where defaults live: frozen dataclasses and enums. No TensorFlow.
+"""The one place where defaults live: frozen dataclasses. No TensorFlow.
+
+The vocabularies (enums and their tables) live in `enums.py`; they are
+re-exported here so that `config.Mode` etc. read naturally.
 
 Every leaf field becomes an absl flag (see `flags.py`). Flag names follow the
 authors' release (google-research/supcon) where one exists: sections other than
@@ -12,100 +15,17 @@ import enum
 import json
 from typing import Tuple
 
+from supcon_tf.enums import (  # pylint: disable=unused-import
+    IMAGE_FOLDER, RESNET_DEPTHS, AugmentationType, ContrastMode, DenominatorMode,
+    EvalCropMethod, FrozenBatchNorm, InputNormalization, LearningRateDecay, Mode,
+    Optimizer, Precision, ResNetArchitecture, StrategyType, SummationLocation)
+
 
 def field(default, help: str, **kwargs):  # pylint: disable=redefined-builtin
   """A dataclass field with a help string (used for the flag)."""
   if isinstance(default, (list, dict)):
     raise TypeError("use tuples for sequence defaults")
   return dataclasses.field(default=default, metadata={"help": help, **kwargs})
-
-
-class Mode(enum.Enum):
-  TRAIN = "train"
-  EVAL = "eval"
-  TRAIN_THEN_EVAL = "train_then_eval"
-  EXPORT = "export"
-  DRY_RUN = "dry_run"
-
-
-class AugmentationType(enum.Enum):
-  SIMCLR = "simclr"  # crop, flip, colour jitter, grayscale (+ blur)
-  AUTOAUGMENT = "autoaugment"  # crop, flip, AutoAugment (ImageNet policy)
-  RANDAUGMENT = "randaugment"  # crop, flip, RandAugment
-  STACKED_RANDAUGMENT = "stacked_randaugment"  # SimCLR ops and RandAugment (R200)
-  IDENTITY = "identity"  # resize only
-
-
-class EvalCropMethod(enum.Enum):
-  IDENTITY = "identity"
-  RESIZE_THEN_CROP = "resize_then_crop"
-  CROP_THEN_RESIZE = "crop_then_resize"
-
-
-class InputNormalization(enum.Enum):
-  """Per-channel whitening applied inside the model (so exports keep [0, 1] inputs)."""
-  NONE = "none"
-  IMAGENET = "imagenet"  # mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)
-  CIFAR10 = "cifar10"  # the authors' apply_whitening for CIFAR
-
-
-class Precision(enum.Enum):
-  FLOAT32 = "float32"
-  BFLOAT16 = "bfloat16"  # mixed_bfloat16: bfloat16 compute, float32 variables
-  FLOAT16 = "float16"  # mixed_float16 with dynamic loss scaling
-
-
-class StrategyType(enum.Enum):
-  DEFAULT = "default"
-  MIRRORED = "mirrored"
-  TPU = "tpu"
-  MULTI_WORKER = "multi_worker"
-
-
-class Optimizer(enum.Enum):
-  MOMENTUM = "momentum"
-  NESTEROV = "nesterov"
-  LARS = "lars"
-  RMSPROP = "rmsprop"
-  ADAM = "adam"
-
-
-class LearningRateDecay(enum.Enum):
-  COSINE = "cosine"
-  EXPONENTIAL = "exponential"
-  PIECEWISE = "piecewise"  # step decay at boundary epochs
-  CONSTANT = "constant"
-  # The authors' release names (aliases: same members).
-  PIECEWISE_LINEAR = "piecewise"
-  NONE = "constant"
-
-
-class ResNetArchitecture(enum.Enum):
-  RESNET_V1 = "resnet_v1"
-  RESNET_V2 = "resnet_v2"  # pre-activation
-
-
-class ContrastMode(enum.Enum):
-  ALL_VIEWS = "all_views"
-  ONE_VIEW = "one_view"
-
-
-class SummationLocation(enum.Enum):
-  OUTSIDE = "outside"
-  INSIDE = "inside"
-
-
-class FrozenBatchNorm(enum.Enum):
-  """What the encoder's BatchNorm does in a stage with update_encoder_batch_norm=false."""
-  INFERENCE = "inference"  # normalise with the moving statistics (inference mode)
-  BATCH_STATISTICS = "batch_statistics"  # the authors': batch statistics, moving
-  # averages left untouched
-
-
-class DenominatorMode(enum.Enum):
-  ALL = "all"
-  ONE_POSITIVE = "one_positive"
-  ONLY_NEGATIVES = "only_negatives"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,9 +285,6 @@ class Config:
     return build(cls, d)
 
 
-# The dataset name of a --image_dir source.
-IMAGE_FOLDER = "image_folder"
-
 SECTIONS = ("data", "model", "loss", "stage_1", "stage_2", "runtime")
 STAGE_SECTIONS = ("stage_1", "stage_2")
 
@@ -409,8 +326,9 @@ def validate(config: Config) -> None:
         f"--dataset={IMAGE_FOLDER} needs --image_dir")
   check(d.num_train_examples >= 0 and d.num_eval_examples >= 0,
         "--num_train_examples/--num_eval_examples must be >= 0")
-  check(m.resnet_depth in (18, 34, 50, 101, 152, 200),
-        f"--resnet_depth must be one of 18, 34, 50, 101, 152, 200, got {m.resnet_depth}")
+  check(m.resnet_depth in RESNET_DEPTHS,
+        f"--resnet_depth must be one of {', '.join(map(str, RESNET_DEPTHS))}, got "
+        f"{m.resnet_depth}")
   check(m.resnet_width > 0, f"--resnet_width must be > 0, got {m.resnet_width}")
   check(m.first_conv_kernel_size in (3, 5, 7), "--first_conv_kernel_size must be 3, 5 or 7")
   check(m.first_conv_stride in (1, 2), "--first_conv_stride must be 1 or 2")
