@@ -3,17 +3,22 @@
 import json
 import os
 
-from absl import logging
 import tensorflow as tf
 
 from supcon_tf.config import ConfigError, StrategyType
 
 
 def configure_virtual_cpus(num: int) -> None:
-  """Splits the first physical CPU into `num` logical devices (for tests/CI).
+  """Splits the first physical CPU into `num` logical devices (tests, CPU runs).
 
-  Must run before TensorFlow initialises its devices. Idempotent when the
-  same (or a larger) split is already in place.
+  Must run before TensorFlow initialises its devices. Idempotent: nothing happens
+  when the CPU is already split (or initialised) into at least `num` devices.
+
+  Args:
+    num: logical CPU devices wanted.
+
+  Raises:
+    ConfigError: TensorFlow initialised fewer devices before this call.
   """
   cpus = tf.config.list_physical_devices("CPU")
   current = tf.config.get_logical_device_configuration(cpus[0])
@@ -21,8 +26,10 @@ def configure_virtual_cpus(num: int) -> None:
     return
   try:
     tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration()] * num)
+        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num)])
   except RuntimeError as e:
+    if len(tf.config.list_logical_devices("CPU")) >= num:
+      return
     raise ConfigError(f"cannot split the CPU into {num} devices after TensorFlow "
                       f"initialised its devices: {e}") from None
 
@@ -105,8 +112,3 @@ def check_batch_divisible(batch_size: int, num_replicas: int, name: str) -> int:
     raise ConfigError(f"--{name}={batch_size} is not divisible by the "
                       f"{num_replicas} replicas in sync")
   return batch_size // num_replicas
-
-
-def log_strategy(strategy: tf.distribute.Strategy) -> None:
-  logging.info("strategy %s with %d replicas in sync", type(strategy).__name__,
-               strategy.num_replicas_in_sync)

@@ -8,9 +8,10 @@ is unaffected: it runs on CPU:0.
 
 import pytest
 
+from supcon_tf import distribute
 from tests import testing
 
-testing.setup_virtual_cpus(4)
+distribute.configure_virtual_cpus(4)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,10 @@ losses sum to the single-device mean; and (d) a loss computed on each shard alon
 differs, so these checks would catch a loss that ignores other replicas.
 """
 
+from supcon_tf import distribute
 from tests import testing
 
-testing.setup_virtual_cpus(4)  # before any TensorFlow op; idempotent
+distribute.configure_virtual_cpus(4)  # before any TensorFlow op; idempotent
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
