@@ -69,7 +69,7 @@ def create_strategy(strategy_type: StrategyType, tpu: str = "",
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
-  resolver = getattr(strategy, "cluster_resolver", None)
+  resolver = strategy.cluster_resolver
   if resolver is None:
     return 1
   spec = resolver.cluster_spec().as_dict()
@@ -80,15 +80,21 @@ def num_input_pipelines(strategy: tf.distribute.Strategy) -> int:
   """Input pipelines `distribute_datasets_from_function` will create: one per
   worker (MultiWorkerMirroredStrategy) or TPU host, one otherwise."""
   if isinstance(strategy, tf.distribute.TPUStrategy):
-    return max(1, int(getattr(strategy.extended, "num_hosts", 1)))
+    return max(1, int(strategy.extended.num_hosts))
   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return num_workers(strategy)
   return 1
 
 
+def task_id(strategy: tf.distribute.Strategy) -> int:
+  """This worker's task id (0 without a cluster)."""
+  resolver = strategy.cluster_resolver
+  return int(resolver.task_id or 0) if resolver is not None else 0
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """True on the worker that writes summaries, configs and checkpoints."""
-  resolver = getattr(strategy, "cluster_resolver", None)
+  resolver = strategy.cluster_resolver
   if resolver is None or not isinstance(strategy,
                                         tf.distribute.MultiWorkerMirroredStrategy):
     return True

@@ -13,17 +13,26 @@ import tensorflow as tf
 
 from supcon_tf import config as config_lib
 from supcon_tf import optim
-from supcon_tf.data import datasets
-from supcon_tf.models import build_model
+from supcon_tf.data import sources
+from supcon_tf.train import plan as plan_lib
+from supcon_tf.train import state as state_lib
 
 
 def count_params(variables) -> int:
+  """Scalars in `variables`."""
   return int(sum(v.shape.num_elements() for v in variables))
 
 
 def forward_flops_per_image(model, image_shape) -> int:
-  """Floating-point operations of one forward pass of one image (profiler count;
-  a multiply-add counts as 2)."""
+  """Floating-point operations of one forward pass of one image.
+
+  Args:
+    model: a built Keras layer or model taking images.
+    image_shape: `(H, W, C)`.
+
+  Returns:
+    The profiler's count (a multiply-add counts as 2).
+  """
   fn = tf.function(lambda x: model(x, training=False))
   graph = fn.get_concrete_function(tf.TensorSpec((1,) + tuple(image_shape), tf.float32)).graph
   opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
@@ -48,10 +57,18 @@ def _human(n: float) -> str:
 
 def dry_run(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
             printer: Callable[[str], None] = print) -> dict:
-  """Prints the plan of the run; returns its key figures."""
-  # Deferred import: trainer imports this module's neighbours.
-  from supcon_tf.trainer import _dtype_policy, plan_stages  # pylint: disable=g-import-not-at-top
-  meta = datasets.dataset_metadata(cfg.data)
+  """Prints the plan of the run.
+
+  Args:
+    cfg: the run's config.
+    strategy: the strategy it would run under.
+    printer: where the lines go.
+
+  Returns:
+    {"replicas", "trainable_parameters", "encoder_parameters", "flops_per_image",
+    "stages": [{"index", "steps", "steps_per_epoch", "learning_rates"}]}.
+  """
+  meta = sources.dataset_metadata(cfg.data)
   replicas = strategy.num_replicas_in_sync
   rt = cfg.runtime
   printer("== resolved configuration ==")
@@ -65,9 +82,8 @@ def dry_run(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
           f"{'on' if cfg.model.use_global_batch_norm and replicas > 1 else 'off'}")
 
   image_shape = (cfg.data.image_size, cfg.data.image_size, meta.channels)
-  with strategy.scope(), _dtype_policy(rt.precision):
-    model = build_model(cfg.model, meta.num_classes)
-    model(tf.zeros((1,) + image_shape), training=False)
+  with strategy.scope():
+    model = state_lib.create_model(cfg, meta.num_classes, image_shape)
   encoder_params = count_params(model.encoder.trainable_variables)
   flops = forward_flops_per_image(model, image_shape)
   encoder_flops = forward_flops_per_image(model.encoder, image_shape)
@@ -84,7 +100,7 @@ def dry_run(cfg: config_lib.Config, strategy: tf.distribute.Strategy,
   printer("== schedule ==")
   printer(f"dataset {meta.name}: {meta.num_train:,} training images, {meta.num_eval:,} "
           f"eval images, {meta.num_classes} classes (sizes from {meta.origin}; no data read)")
-  plans = plan_stages(cfg, meta.num_train)
+  plans = plan_lib.plan_stages(cfg, meta.num_train)
   result = {"replicas": replicas, "trainable_parameters": count_params(model.trainable_variables),
             "encoder_parameters": encoder_params, "flops_per_image": flops, "stages": []}
   for plan in plans:

@@ -344,13 +344,13 @@ def test_cli_export_mode_needs_a_trained_model_dir(tmp_path):
 
 
 def test_export_mode_without_checkpoint_is_a_config_error(cli_run, tmp_path):
-  from supcon_tf import run  # pylint: disable=g-import-not-at-top
+  from supcon_tf import modes  # pylint: disable=g-import-not-at-top
   config = json.loads((cli_run.model_dir / "config.json").read_text())
   config["runtime"].update(model_dir=str(tmp_path), mode="export")
   cfg = config_lib.Config.from_dict(config)
   (tmp_path / "config.json").write_text(cfg.to_json())  # a model_dir, no checkpoint
   with pytest.raises(config_lib.ConfigError, match="no checkpoint in .* to export"):
-    run.run(cfg, verbose=False)
+    modes.run(cfg, verbose=False)
   assert sorted(os.listdir(tmp_path)) == ["config.json"]
 
 

@@ -1,4 +1,8 @@
-"""Embeddings for TensorBoard's projector: a checkpointed tensor, labels, a sprite."""
+"""Embeddings for TensorBoard's projector: a checkpointed tensor, labels, a sprite.
+
+Written at the end of every contrastive stage and in eval mode, from the first
+--projector_examples test images.
+"""
 
 import os
 from typing import Optional
@@ -6,6 +10,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
+
+from supcon_tf.data import pipeline
 
 _MAX_SPRITE_SIDE = 8192  # TensorBoard's limit for a sprite image
 _MAX_THUMBNAIL = 64  # only small images get a sprite
@@ -30,7 +36,17 @@ def sprite(images: np.ndarray) -> Optional[np.ndarray]:
 
 def write_projector(logdir: str, embeddings: np.ndarray, labels: np.ndarray,
                     images: Optional[np.ndarray] = None) -> str:
-  """Writes embeddings [N, D] with labels [N] (and a sprite) into `logdir`."""
+  """Writes embeddings with their labels (and a sprite) for the projector.
+
+  Args:
+    logdir: the projector's directory (created).
+    embeddings: float [N, D].
+    labels: int [N].
+    images: float [N, H, W, C] in [0, 1] for the sprite (small images only).
+
+  Returns:
+    `logdir`.
+  """
   tf.io.gfile.makedirs(logdir)
   with tf.io.gfile.GFile(os.path.join(logdir, "metadata.tsv"), "w") as f:
     for label in labels:
@@ -48,3 +64,34 @@ def write_projector(logdir: str, embeddings: np.ndarray, labels: np.ndarray,
     embedding.sprite.single_image_dim.extend([images.shape[2], images.shape[1]])
   projector.visualize_embeddings(logdir, config)
   return logdir
+
+
+def write_test_embeddings(model, source, eval_view, num: int, logdir: str,
+                          is_chief: bool) -> Optional[str]:
+  """The encoder's `h` of the first `num` test images, written into `logdir`.
+
+  Every worker computes them: under MultiWorkerMirroredStrategy reading the BN
+  moving statistics outside a replica context is a collective that all workers
+  must join. Only the chief writes.
+
+  Args:
+    model: the SupConModel.
+    source: the data source.
+    eval_view: the evaluation view spec.
+    num: how many test images.
+    logdir: the projector's directory.
+    is_chief: whether this worker writes.
+
+  Returns:
+    `logdir` on the chief when something was written, else None.
+  """
+  images, labels = pipeline.eval_examples(source, num, eval_view)
+  n = len(labels)
+  if n == 0:
+    return None
+  embeddings = np.concatenate([
+      tf.cast(model.encode(images[i:i + 256], training=False), tf.float32).numpy()
+      for i in range(0, n, 256)])
+  if not is_chief:
+    return None
+  return write_projector(logdir, embeddings, labels, images)

@@ -1,0 +1,15 @@
+"""Errors a run reports to the user as one line (no traceback). No TensorFlow."""
+
+from supcon_tf.config import ConfigError  # pylint: disable=unused-import
+
+
+class RunError(RuntimeError):
+  """A run stopped for a reason the user can act on (the message says which)."""
+
+
+class NonFiniteLossError(RunError):
+  """The loss of a chunk of steps is NaN or infinite."""
+
+
+class CorruptDataError(RunError):
+  """More than --max_corrupt_fraction of the images did not decode."""

@@ -1,0 +1,88 @@
+"""The modes of a run: train, eval, train_then_eval, export, dry_run.
+
+`run(cfg)` checks the model_dir against the config, creates the strategy and the
+source, writes config.json and classes.json (the chief of a training run), and
+drives the `Trainer`. Everything that can be refused is refused before training.
+"""
+
+from absl import logging
+import tensorflow as tf
+
+from supcon_tf import config as config_lib
+from supcon_tf import distribute
+from supcon_tf import dry_run
+from supcon_tf import train
+from supcon_tf import workdir
+from supcon_tf.data import sources
+
+
+def _refuse_untrained_classifier(cfg, strategy, source) -> None:
+  """--mode=eval of a model_dir whose classifier no stage trained: one line, no number."""
+  rt = cfg.runtime
+  latest = tf.train.latest_checkpoint(rt.model_dir)
+  if latest is None:
+    raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
+  step = int(tf.train.load_variable(latest, "global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+  stages = train.plan_stages(cfg, source.num_train, source.steps_per_epoch(
+      rt.batch_size, distribute.num_input_pipelines(strategy)))
+  reason = train.untrained_classifier_reason(stages, step)
+  if reason:
+    raise config_lib.ConfigError(f"--mode=eval refused: {reason}; top-1/top-5 of an "
+                                 "untrained classifier mean nothing")
+
+
+def run(cfg: config_lib.Config, verbose: bool = True):
+  """Runs the configured mode. Returns the eval results (or None)."""
+  if cfg.runtime.mode != config_lib.Mode.DRY_RUN:
+    workdir.check_config(cfg)
+  rt = cfg.runtime
+  try:
+    strategy = distribute.create_strategy(rt.strategy, rt.tpu, rt.num_virtual_cpus)
+  except config_lib.ConfigError as e:
+    if rt.mode != config_lib.Mode.DRY_RUN:
+      raise
+    # A dry run happens on a laptop before the pod exists: plan on one device.
+    print(f"dry run: {e}; planning with the default strategy (1 replica)", flush=True)
+    strategy = tf.distribute.get_strategy()
+  replicas = strategy.num_replicas_in_sync
+  per_replica = distribute.check_batch_divisible(rt.batch_size, replicas, "batch_size")
+  distribute.check_batch_divisible(rt.eval_batch_size, replicas, "eval_batch_size")
+  logging.info("%s: %d replica(s), %d images per replica per step",
+               type(strategy).__name__, replicas, per_replica)
+  if rt.mode == config_lib.Mode.DRY_RUN:
+    return dry_run.dry_run(cfg, strategy)
+  source = sources.load_source(cfg.data)
+  is_chief = distribute.is_chief(strategy)
+  training = rt.mode not in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT)
+  # The label ids must mean the same classes as in the existing checkpoints.
+  workdir.check_and_write_classes(rt.model_dir, source.name, source.class_names,
+                                  write=is_chief and training)
+  if is_chief and training:
+    workdir.write_config(cfg)
+  if verbose and is_chief:
+    print(f"{source.name} from {source.origin}: {source.num_train} train / "
+          f"{source.num_eval} eval images, {source.num_classes} classes; "
+          f"{type(strategy).__name__} with {replicas} replica(s), {per_replica} images "
+          "per replica", flush=True)
+  if rt.mode == config_lib.Mode.EVAL:
+    _refuse_untrained_classifier(cfg, strategy, source)
+  trainer = train.Trainer(cfg, strategy, source, rt.model_dir, is_chief=is_chief,
+                          verbose=verbose)
+  try:
+    result = None
+    if rt.mode in (config_lib.Mode.TRAIN, config_lib.Mode.TRAIN_THEN_EVAL):
+      trainer.train()
+      if rt.export_at_end:
+        trainer.export()  # every worker takes part, the chief writes
+    if rt.mode == config_lib.Mode.EXPORT:
+      if trainer.latest_checkpoint() is None:
+        raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to export")
+      trainer.restore()
+      result = trainer.export()
+    if rt.mode in (config_lib.Mode.EVAL, config_lib.Mode.TRAIN_THEN_EVAL):
+      if trainer.latest_checkpoint() is None:
+        raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
+      result = trainer.evaluate()
+    return result
+  finally:
+    trainer.close()

@@ -1,0 +1,100 @@
+"""The stage plan: which global steps each training stage takes, and what it trains.
+
+Global steps [0, S1) are stage 1, [S1, S1 + S2) stage 2. A checkpoint holds the
+global step, so the step alone says which stage to resume and where its input
+starts (the input is step-indexed, see `data/pipeline.py`). Dry-run, the trainer,
+evaluation and export all read the plan from here.
+"""
+
+import dataclasses
+from typing import List, Optional
+
+from supcon_tf import config as config_lib
+from supcon_tf.data import pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+  """What one stage trains, resolved from its StageConfig."""
+  index: int  # 1 or 2
+  config: config_lib.StageConfig
+  first_step: int  # global step at which the stage starts
+  num_steps: int
+  steps_per_epoch: int
+  num_views: int
+
+  @property
+  def end_step(self) -> int:
+    return self.first_step + self.num_steps
+
+  @property
+  def contrastive(self) -> bool:
+    return self.config.contrastive_loss_weight > 0
+
+  @property
+  def cross_entropy(self) -> bool:
+    return self.config.cross_entropy_loss_weight > 0
+
+  def trains_encoder(self, stop_gradient_before_classifier: bool) -> bool:
+    """Whether the stage's gradients reach the encoder.
+
+    Args:
+      stop_gradient_before_classifier: the model's
+        `stop_gradient_before_classification_head`.
+    """
+    return self.contrastive or (self.cross_entropy and
+                                not stop_gradient_before_classifier)
+
+
+def plan_stages(cfg: config_lib.Config, num_train_examples: int,
+                steps_per_epoch: Optional[int] = None) -> List[StagePlan]:
+  """The stages' step ranges.
+
+  Args:
+    cfg: the run's config (stage lengths in epochs or steps, batch, views).
+    num_train_examples: size of the training split.
+    steps_per_epoch: default whole global batches of `num_train_examples` (a
+      streamed source can have fewer: its smallest shard).
+
+  Returns:
+    `[StagePlan of stage 1, StagePlan of stage 2]` (a stage may have 0 steps).
+
+  Raises:
+    ConfigError: a stage trains but the batch is larger than the training split.
+  """
+  spe = (pipeline.steps_per_epoch(num_train_examples, cfg.runtime.batch_size)
+         if steps_per_epoch is None else steps_per_epoch)
+  plans, first = [], 0
+  for index, stage in ((1, cfg.stage_1), (2, cfg.stage_2)):
+    steps = stage.steps if stage.steps > 0 else int(round(stage.epochs * spe))
+    if steps > 0 and spe < 1:
+      raise config_lib.ConfigError(
+          f"--batch_size={cfg.runtime.batch_size} is larger than the "
+          f"{num_train_examples} training examples")
+    views = cfg.data.num_views if stage.contrastive_loss_weight > 0 else 1
+    plans.append(StagePlan(index, stage, first, steps, spe, views))
+    first += steps
+  return plans
+
+
+def untrained_classifier_reason(stages: List[StagePlan], step: int) -> Optional[str]:
+  """Why the classifier has not been trained by global step `step`, or None.
+
+  A top-1 of an untrained classifier is chance at best (with a zero-initialised
+  classifier every logit ties), so no number is reported for it.
+
+  Args:
+    stages: the run's plan (`plan_stages`).
+    step: the global step of the checkpoint.
+
+  Returns:
+    A one-line reason, or None when some cross-entropy stage has taken a step.
+  """
+  trains = [p for p in stages if p.cross_entropy and p.num_steps > 0]
+  if not trains:
+    return ("no stage trains the classifier (no cross-entropy stage with steps: "
+            "e.g. --stage_2_steps=0 --stage_2_epochs=0)")
+  if not any(step > p.first_step for p in trains):
+    return (f"the classifier is untrained at global step {step}: its training "
+            f"starts at global step {trains[0].first_step} (stage {trains[0].index})")
+  return None

@@ -1,0 +1,167 @@
+"""What a run trains and checkpoints: the model, the global step, one optimizer and
+one variable list per stage, and the checkpoint that holds them.
+
+The checkpoint holds the model, both stage optimizers and the global step; under
+MultiWorkerMirroredStrategy every worker saves (saving is a collective), only the
+chief into model_dir, the others into a scratch directory deleted after each save.
+"""
+
+import contextlib
+from typing import Dict, List, Optional, Sequence
+
+from absl import logging
+import tensorflow as tf
+import tf_keras as keras
+
+from supcon_tf import config as config_lib
+from supcon_tf import optim
+from supcon_tf import workdir
+from supcon_tf.models import build_model
+from supcon_tf.train import plan as plan_lib
+
+_POLICIES = {config_lib.Precision.FLOAT32: "float32",
+             config_lib.Precision.BFLOAT16: "mixed_bfloat16",
+             config_lib.Precision.FLOAT16: "mixed_float16"}
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: config_lib.Precision):
+  """Keras global dtype policy while a model is built (its layers keep it).
+
+  Args:
+    precision: the run's --precision.
+  """
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(_POLICIES[precision])
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def create_model(cfg: config_lib.Config, num_classes: int, image_shape: Sequence[int],
+                 synchronized_batch_norm: bool = False):
+  """The run's SupConModel under its dtype policy, with its variables created.
+
+  Call it inside the strategy's scope.
+
+  Args:
+    cfg: the run's config (model section and precision).
+    num_classes: classifier outputs.
+    image_shape: `(H, W, C)` of the input images.
+    synchronized_batch_norm: BatchNorm statistics over all replicas.
+  """
+  with dtype_policy(cfg.runtime.precision):
+    model = build_model(cfg.model, num_classes,
+                        synchronized_batch_norm=synchronized_batch_norm)
+    model(tf.zeros((1,) + tuple(image_shape)), training=False)
+  return model
+
+
+def stage_variables(model, plan: plan_lib.StagePlan,
+                    stop_gradient_before_classifier: bool) -> List[tf.Variable]:
+  """The variables a stage trains: encoder (if its gradients reach it), projection
+  head (contrastive stages), classifier (cross-entropy stages)."""
+  variables = []
+  if plan.trains_encoder(stop_gradient_before_classifier):
+    variables += model.encoder.trainable_variables
+  if plan.contrastive:
+    variables += model.projection_head.trainable_variables
+  if plan.cross_entropy:
+    variables += model.classifier.trainable_variables
+  return variables
+
+
+class TrainState:
+  """Model, global step, per-stage optimizers and variables, and the checkpoint.
+
+  Built in the strategy's scope. `optimizers`/`train_vars` are keyed by stage index
+  and hold only stages with steps.
+  """
+
+  def __init__(self, cfg: config_lib.Config, strategy: tf.distribute.Strategy,
+               stages: List[plan_lib.StagePlan], num_classes: int,
+               image_shape: Sequence[int], model_dir: str, is_chief: bool = True,
+               task_id: int = 0, synchronized_batch_norm: bool = False):
+    """Args:
+      cfg: the run's config.
+      strategy: the strategy the variables are created under.
+      stages: the run's plan.
+      num_classes: classifier outputs.
+      image_shape: `(H, W, C)` of the input images.
+      model_dir: where the chief's checkpoints go.
+      is_chief: whether this worker writes model_dir.
+      task_id: this worker's task id (names its scratch directory).
+      synchronized_batch_norm: BatchNorm statistics over all replicas.
+    """
+    self.model_dir = model_dir
+    self.is_chief = is_chief
+    stop_gradient = cfg.model.stop_gradient_before_classification_head
+    with strategy.scope():
+      self.model = create_model(cfg, num_classes, image_shape, synchronized_batch_norm)
+      self.global_step = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name="global_step",
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      kernels = optim.kernel_variables(self.model)
+      self.optimizers: Dict[int, keras.optimizers.Optimizer] = {}
+      self.train_vars: Dict[int, List[tf.Variable]] = {}
+      for plan in stages:
+        if plan.num_steps == 0:
+          continue
+        variables = stage_variables(self.model, plan, stop_gradient)
+        schedule = optim.learning_rate_schedule(
+            plan.config, cfg.runtime.batch_size, plan.steps_per_epoch, plan.num_steps)
+        opt = optim.create_optimizer(plan.config, schedule, adapted_variables=kernels)
+        # Build the slots now so a checkpoint restores them eagerly.
+        opt._create_all_weights(variables)  # pylint: disable=protected-access
+        if cfg.runtime.precision == config_lib.Precision.FLOAT16:
+          opt = keras.mixed_precision.LossScaleOptimizer(opt)  # dynamic loss scale
+        self.optimizers[plan.index] = opt
+        self.train_vars[plan.index] = variables
+    objects = {f"stage_{i}_optimizer": opt for i, opt in self.optimizers.items()}
+    self.checkpoint = tf.train.Checkpoint(model=self.model, global_step=self.global_step,
+                                          **objects)
+    save_dir = model_dir if is_chief else workdir.scratch_dir(model_dir, task_id)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, directory=save_dir, max_to_keep=cfg.runtime.keep_checkpoint_max,
+        step_counter=self.global_step)
+
+  @property
+  def step(self) -> int:
+    return int(self.global_step.numpy())
+
+  def latest_checkpoint(self) -> Optional[str]:
+    """The newest checkpoint in model_dir (every worker restores the chief's)."""
+    return tf.train.latest_checkpoint(self.model_dir)
+
+  def restore(self) -> Optional[str]:
+    """Restores the latest checkpoint if any; returns its path (None: none)."""
+    latest = self.latest_checkpoint()
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    return latest
+
+  def save(self) -> str:
+    """Saves a checkpoint numbered by the global step; returns its path."""
+    path = self.manager.save(checkpoint_number=self.global_step)
+    logging.info("saved checkpoint %s", path)
+    if not self.is_chief:  # a scratch copy, never read
+      tf.io.gfile.rmtree(self.manager.directory)
+    return path
+
+  def reinitialize_classifier(self, seed: int, stage_index: int) -> None:
+    """Draws the classifier's kernels afresh and zeroes its biases.
+
+    Seeded by `seed` and the stage: the same values on every worker (each worker
+    assigns its own copies) and in every rerun.
+    """
+    # Index 0 is the classifier itself: its Dense layers count from 1.
+    for index, layer in enumerate(self.model.classifier.submodules, start=1):
+      if isinstance(layer, keras.layers.Dense):
+        init = layer.kernel_initializer
+        init_config = init.get_config()
+        if "seed" in init_config:
+          init_config["seed"] = seed * 1000 + stage_index * 100 + index
+        seeded = type(init).from_config(init_config)
+        layer.kernel.assign(seeded(layer.kernel.shape, layer.kernel.dtype))
+        layer.bias.assign(tf.zeros_like(layer.bias))
