@@ -13,7 +13,7 @@ setup: venv data
 venv: $(STAMP)
 
 # Reinstalled only when requirements.txt changes; a second run starts in seconds.
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	PYTHON=$(PYTHON) VENV=$(VENV) sh scripts/setup_venv.sh
 	touch $@
 

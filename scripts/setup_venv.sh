@@ -1,5 +1,6 @@
 #!/bin/sh
-# Creates $VENV (default .venv) and installs the pinned requirements into it.
+# Creates $VENV (default .venv), installs the pinned requirements and the package
+# (editable) into it.
 set -eu
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
@@ -22,4 +23,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r requirements.txt
+# The package itself, editable (pyproject.toml): benchmarks, scripts and tests import
+# it from anywhere; its dependencies are the pins above.
+"$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
 echo "setup: $VENV ready"
