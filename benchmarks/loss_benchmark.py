@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _parse_args(argv=None):
@@ -74,7 +73,6 @@ def _measure(args, batch):
   if args.threads:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-  sys.path.insert(0, _REPO)
   from supcon_tf import losses  # pylint: disable=import-outside-toplevel
 
   rng = np.random.default_rng(0)

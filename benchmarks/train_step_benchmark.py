@@ -20,14 +20,13 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from supcon_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-from supcon_tf import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-from supcon_tf.data.datasets import InMemorySource  # pylint: disable=g-import-not-at-top
+from supcon_tf import train  # pylint: disable=g-import-not-at-top
+from supcon_tf.data.sources.memory import InMemorySource  # pylint: disable=g-import-not-at-top
 
 
 def _config(depth, image_size, batch, supcon, xla, precision, width):
@@ -59,7 +58,7 @@ def measure(depth, image_size, batch, supcon, xla, precision, width, steps, warm
                           np.zeros(samples, np.int32), np.zeros((1, 8, 8, 3), np.uint8),
                           np.zeros(1, np.int32), 1000, "synthetic")
   strategy = tf.distribute.get_strategy()
-  trainer = trainer_lib.Trainer(cfg, strategy, source, cfg.runtime.model_dir, verbose=False)
+  trainer = train.Trainer(cfg, strategy, source, cfg.runtime.model_dir, verbose=False)
   batch_t = {"views": tf.constant(rng.random((samples, views, image_size, image_size, 3)),
                                   tf.float32),
              "labels": tf.constant(rng.integers(0, 100, samples), tf.int32)}

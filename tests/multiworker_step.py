@@ -14,7 +14,6 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
@@ -23,7 +22,7 @@ import tf_keras as keras
 
 from supcon_tf import config as config_lib
 from supcon_tf import distribute
-from supcon_tf import trainer as trainer_lib
+from supcon_tf import train
 from tests import testing
 
 GLOBAL_BATCH = 8
@@ -63,7 +62,7 @@ def main(mode):
            if strategy.num_replicas_in_sync > 1 else slice_fn(0))
   keras.utils.set_random_seed(5)
   model_dir = tempfile.mkdtemp()
-  trainer = trainer_lib.Trainer(config(model_dir), strategy, testing.synthetic_source(16, 16),
+  trainer = train.Trainer(config(model_dir), strategy, testing.synthetic_source(16, 16),
                                 model_dir, is_chief=distribute.is_chief(strategy),
                                 verbose=False)
   before = [v.numpy() for v in trainer.train_vars[1]]
