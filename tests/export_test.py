@@ -26,7 +26,9 @@ import tf_keras as keras
 
 from supcon_tf import config as config_lib
 from supcon_tf import export
-from supcon_tf import trainer as trainer_lib
+from supcon_tf import workdir
+from supcon_tf import train
+from supcon_tf.train import state as state_lib
 from tests import testing
 
 _SIZE, _CHANNELS, _CLASSES = 16, 3, 4
@@ -54,7 +56,7 @@ def _config(model_dir, precision=config_lib.Precision.FLOAT32, stage_2_steps=1):
 def _perturb(model, seed):
   """Non-trivial weights and BN statistics, as after training."""
   rng = np.random.default_rng(seed)
-  for layer in model._flatten_layers():  # pylint: disable=protected-access
+  for layer in model.submodules:
     if isinstance(layer, keras.layers.BatchNormalization):
       shape = layer.moving_mean.shape
       layer.moving_mean.assign(rng.normal(0.0, 0.3, shape))
@@ -78,7 +80,7 @@ def exported(tmp_path_factory):
   model_dir = root / "model"
   cfg = _config(model_dir)
   keras.utils.set_random_seed(3)
-  trainer = trainer_lib.Trainer(cfg, tf.distribute.get_strategy(), _source(),
+  trainer = train.Trainer(cfg, tf.distribute.get_strategy(), _source(),
                                 str(model_dir), verbose=False)
   _perturb(trainer.model, seed=5)
   trainer.global_step.assign(trainer.total_steps)
@@ -91,7 +93,7 @@ def exported(tmp_path_factory):
   trainer.restore()
   np.testing.assert_allclose(_outputs(trainer.model, x)[export.ENCODER],
                              expected[export.ENCODER])
-  paths = export.export_all(trainer, cfg)
+  paths = trainer.export()
   np.save(root / "x.npy", x)
   np.save(root / "train_encoder.npy", expected_train)
   for name, value in expected.items():
@@ -136,13 +138,31 @@ def test_classifier_export_fine_tunes_the_encoder_too(exported):
 
 
 def test_classifier_only_when_trained(tmp_path):
-  cfg = _config(tmp_path, stage_2_steps=0)
-  assert not export.trains_classifier(cfg)
-  assert export.trains_classifier(_config(tmp_path))
   # A run stopped in stage 1 of a two-stage plan has no trained classifier yet.
-  trainer = types.SimpleNamespace(stages=trainer_lib.plan_stages(_config(tmp_path), 16))
-  assert not export.classifier_trained(trainer, _config(tmp_path), global_step=1)
-  assert export.classifier_trained(trainer, _config(tmp_path), global_step=2)
+  trainer = train.Trainer(_config(tmp_path / "m"), tf.distribute.get_strategy(), _source(),
+                          str(tmp_path / "m"), verbose=False)
+  trainer.global_step.assign(1)
+  assert sorted(trainer.export(str(tmp_path / "at_1"))) == [export.ENCODER,
+                                                            export.PROJECTION]
+  trainer.global_step.assign(2)
+  assert sorted(trainer.export(str(tmp_path / "at_2"))) == sorted(_NAMES)
+  info = json.loads((tmp_path / "at_2" / export.INFO_FILE).read_text())
+  assert info["global_step"] == 2 and info["classes"] == []
+
+
+def test_export_models_takes_explicit_metadata(tmp_path):
+  cfg = _config(tmp_path / "m")
+  with tf.distribute.get_strategy().scope():
+    model = state_lib.create_model(cfg, _CLASSES, (_SIZE, _SIZE, _CHANNELS))
+  metadata = export.ExportMetadata(image_shape=(_SIZE, _SIZE, _CHANNELS),
+                                   include_classifier=True,
+                                   info={"classes": ["a", "b", "c", "d"], "note": "x"})
+  paths = export.export_models(model, metadata, str(tmp_path / "out"))
+  assert sorted(paths) == sorted(_NAMES)
+  info = json.loads((tmp_path / "out" / export.INFO_FILE).read_text())
+  assert info["classes"] == ["a", "b", "c", "d"] and info["note"] == "x"
+  assert info["input"]["shape"] == [None, _SIZE, _SIZE, _CHANNELS]
+  assert info["models"]["classifier"]["output_shape"] == [None, _CLASSES]
 
 
 # A consumer with nothing but TensorFlow, TF-Hub and tf_keras (no supcon_tf).
@@ -229,6 +249,40 @@ def test_fresh_process_hub_load_keras_layer_signature_and_fine_tuning(exported):
   assert losses[-1] < losses[0], losses
 
 
+# A Keras 3 consumer: no tf_keras, no TF_USE_LEGACY_KERAS.
+_KERAS3_CONSUMER = r"""
+import json, os, sys
+import numpy as np
+import keras
+assert keras.__version__.startswith("3."), keras.__version__
+root, paths, keys = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+x = np.load(os.path.join(root, "x.npy"))
+diffs = {}
+for name, path in paths.items():
+  want = np.load(os.path.join(root, name + ".npy"))
+  layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
+  inputs = keras.Input(shape=x.shape[1:])
+  model = keras.Model(inputs, layer(inputs)[keys[name]])
+  got = np.asarray(model.predict(x, verbose=0))
+  assert got.shape == want.shape and got.dtype == np.float32, (got.shape, got.dtype)
+  diffs[name] = float(np.max(np.abs(got - want)))
+print("RESULT " + json.dumps(diffs))
+"""
+
+
+def test_exports_load_in_keras_3_with_tfsm_layer(exported):
+  env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+  proc = subprocess.run(
+      [sys.executable, "-c", _KERAS3_CONSUMER, str(exported.root),
+       json.dumps(exported.paths), json.dumps(export.OUTPUT_KEYS)],
+      cwd=str(exported.root), env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+  diffs = json.loads(line[len("RESULT "):])
+  assert sorted(diffs) == sorted(_NAMES)
+  assert max(diffs.values()) < 1e-5, diffs
+
+
 def _loaded_outputs(paths, x, training=False):
   return {name: tf.saved_model.load(path)(tf.constant(x), training=training).numpy()
           for name, path in paths.items()}
@@ -236,11 +290,11 @@ def _loaded_outputs(paths, x, training=False):
 
 def test_export_under_mirrored_strategy_equals_single_device(exported, tmp_path):
   strategy = testing.mirrored_cpu_strategy(2)
-  trainer = trainer_lib.Trainer(exported.cfg, strategy, _source(),
+  trainer = train.Trainer(exported.cfg, strategy, _source(),
                                 str(exported.model_dir), verbose=False)
   assert trainer.restore() == 2
   assert trainer.model.encoder.stem_bn.synchronized  # global BN across 2 replicas
-  paths = export.export_all(trainer, exported.cfg, str(tmp_path / "mirrored"))
+  paths = trainer.export(str(tmp_path / "mirrored"))
   assert sorted(paths) == sorted(_NAMES)
   for name in _NAMES:
     loaded = tf.saved_model.load(paths[name])
@@ -261,13 +315,13 @@ def test_export_under_mirrored_strategy_equals_single_device(exported, tmp_path)
 
 def test_mixed_bfloat16_exports_float32_interface(tmp_path):
   cfg = _config(tmp_path / "m", precision=config_lib.Precision.BFLOAT16, stage_2_steps=0)
-  trainer = trainer_lib.Trainer(cfg, tf.distribute.get_strategy(), _source(),
+  trainer = train.Trainer(cfg, tf.distribute.get_strategy(), _source(),
                                 str(tmp_path / "m"), verbose=False)
   assert trainer.model.encoder.stem_conv.compute_dtype == "bfloat16"
   _perturb(trainer.model, seed=9)
   x = np.random.default_rng(8).random((4, _SIZE, _SIZE, _CHANNELS)).astype(np.float32)
   expected = _outputs(trainer.model, x)
-  paths = export.export_all(trainer, cfg, str(tmp_path / "export"))
+  paths = trainer.export(str(tmp_path / "export"))
   assert sorted(paths) == ["encoder", "projection"]  # no classifier trained
   for name, path in paths.items():
     loaded = tf.saved_model.load(path)
@@ -400,7 +454,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
       proc = subprocess.Popen(
           [sys.executable, "-m", "supcon_tf.run", "--mode=export",
            f"--export_dir={target}"] + cli_run.args, cwd=testing.REPO_ROOT,
-          env=dict(env, **{export.PAUSE_ENV: pause, export.RESUME_ENV: str(resume_dir)}),
+          env=dict(env, **{workdir.PAUSE_ENV: pause, workdir.RESUME_ENV: str(resume_dir)}),
           stdout=f, stderr=subprocess.STDOUT)
     procs.append(proc)
     return proc, log
@@ -456,7 +510,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
   assert info["global_step"] == 4 and info["models"]["classifier"]["output_shape"] == [
       None, 10]
   # The next write over B's debris removes it too (the write itself is a stub here).
-  export.atomic_directory_write(str(target_b), lambda d: os.makedirs(d))
+  workdir.write_directory_atomic(str(target_b), lambda d: os.makedirs(d))
   assert os.path.isdir(target_b) and _siblings(target_b) == {}
   # --mode=export wrote neither a config nor results into the model_dir.
   assert (cli_run.model_dir / "config.json").read_bytes() == config_before

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from supcon_tf import config as config_lib
-from supcon_tf import trainer as trainer_lib
+from supcon_tf import train
 from tests import testing
 
 _BATCH = 16
@@ -51,7 +51,7 @@ def _batch(strategy, seed=0, num_views=2):
 
 def _one_step(cfg, strategy, model_dir, stage=1):
   keras.utils.set_random_seed(11)
-  trainer = trainer_lib.Trainer(cfg, strategy, testing.synthetic_source(64, 16),
+  trainer = train.Trainer(cfg, strategy, testing.synthetic_source(64, 16),
                                 str(model_dir), verbose=False)
   before = [v.numpy() for v in trainer.train_vars[stage]]
   plan = trainer.stages[stage - 1]
@@ -87,7 +87,8 @@ def test_xla_step_equals_plain_step_on_replicas(tmp_path, replicas, global_bn):
     trainer, metrics, grads = _one_step(cfg, strategy, tmp_path / str(jit))
     results.append((metrics, grads))
     if jit:
-      _, forward, loss = trainer._step_fns[1]  # pylint: disable=protected-access
+      step = trainer.stage_step(1)
+      forward, loss = step.heads, step.loss
       compiled = tf.types.experimental.PolymorphicFunction
       assert isinstance(loss, compiled)  # the loss math is compiled in every case
       # With global BN on CPU replicas the forward pass holds collectives: uncompiled.
@@ -106,7 +107,7 @@ def test_projection_head_batch_norm_sees_the_global_batch(tmp_path, global_bn):
   cfg = _config(tmp_path, global_bn=global_bn, projection_bn=True)
   cfg = dataclasses.replace(cfg, stage_1=dataclasses.replace(
       cfg.stage_1, update_encoder_batch_norm=False))  # h is then a function of x
-  trainer = trainer_lib.Trainer(cfg, strategy, testing.synthetic_source(64, 16),
+  trainer = train.Trainer(cfg, strategy, testing.synthetic_source(64, 16),
                                 str(tmp_path), verbose=False)
   _, views, _ = _batch(strategy, seed=5)
   views[_BATCH // 2:] *= 0.3  # the replicas see different statistics

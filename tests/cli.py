@@ -1,0 +1,21 @@
+"""Helpers of the command-line tests: a tiny run's flags on 2 virtual CPUs, and the
+check that a failure printed exactly one error line."""
+
+
+def tiny_args(model_dir, data_dir, *extra):
+  return [
+      f"--fashion_mnist_dir={data_dir}", f"--model_dir={model_dir}",
+      "--resnet_depth=18", "--resnet_width=0.0625", "--first_conv_kernel_size=3",
+      "--first_conv_stride=1", "--use_initial_max_pool=false", "--image_size=16",
+      "--projection_head_layers=16,8", "--batch_size=16", "--eval_batch_size=16",
+      "--strategy=mirrored", "--num_virtual_cpus=2", "--stage_1_warmup_epochs=0",
+      "--stage_1_optimizer=lars", "--stage_1_base_learning_rate=0.2",
+      "--stage_2_base_learning_rate=0.5", *extra]
+
+
+def one_error_line(result):
+  assert result.returncode == 1, result.stderr[-2000:]
+  lines = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]
+  assert len(lines) == 1, result.stderr
+  assert result.stderr.strip().splitlines()[-1] == lines[0]
+  return lines[0]

@@ -1,0 +1,67 @@
+"""The stage plan: step ranges, views, and when the classifier is trained."""
+
+import dataclasses
+
+import pytest
+
+from supcon_tf import config as config_lib
+from supcon_tf.train import plan as plan_lib
+
+
+def _config(model_dir):
+  return config_lib.Config(
+      stage_1=config_lib.StageConfig(steps=1, contrastive_loss_weight=1.0),
+      stage_2=config_lib.StageConfig(steps=0),
+      runtime=config_lib.RuntimeConfig(model_dir=str(model_dir), batch_size=8))
+
+
+def test_untrained_classifier_reason_from_the_plan(tmp_path):
+  cfg = _config(tmp_path)
+  stage_2 = dataclasses.replace(cfg.stage_2, steps=3, cross_entropy_loss_weight=1.0)
+  stages = plan_lib.plan_stages(dataclasses.replace(cfg, stage_2=stage_2), 16)
+  assert "starts at global step 1" in plan_lib.untrained_classifier_reason(stages, 1)
+  assert plan_lib.untrained_classifier_reason(stages, 2) is None
+  only_1 = plan_lib.plan_stages(cfg, 16)
+  assert "no stage trains" in plan_lib.untrained_classifier_reason(only_1, 1)
+  joint = dataclasses.replace(cfg.stage_1, cross_entropy_loss_weight=1.0)
+  stages = plan_lib.plan_stages(dataclasses.replace(cfg, stage_1=joint), 16)
+  assert plan_lib.untrained_classifier_reason(stages, 1) is None
+
+
+def test_stages_follow_each_other_in_global_steps(tmp_path):
+  cfg = _config(tmp_path)
+  cfg = dataclasses.replace(
+      cfg, data=dataclasses.replace(cfg.data, num_views=3),
+      stage_1=dataclasses.replace(cfg.stage_1, steps=0, epochs=2.5),
+      stage_2=dataclasses.replace(cfg.stage_2, epochs=1.0, cross_entropy_loss_weight=1.0))
+  one, two = plan_lib.plan_stages(cfg, 100)  # 100 // 8 = 12 steps per epoch
+  assert (one.first_step, one.num_steps, one.end_step) == (0, 30, 30)
+  assert (two.first_step, two.num_steps, two.end_step) == (30, 12, 42)
+  assert one.steps_per_epoch == two.steps_per_epoch == 12
+  # Contrastive stages see --num_views views, cross-entropy-only stages one.
+  assert (one.num_views, two.num_views) == (3, 1)
+  assert one.contrastive and not one.cross_entropy
+  assert two.cross_entropy and not two.contrastive
+  # A streamed source gives its own (smaller) steps per epoch.
+  assert plan_lib.plan_stages(cfg, 100, steps_per_epoch=10)[0].num_steps == 25
+
+
+def test_steps_override_epochs(tmp_path):
+  cfg = _config(tmp_path)
+  cfg = dataclasses.replace(cfg, stage_1=dataclasses.replace(cfg.stage_1, steps=7,
+                                                             epochs=100))
+  assert plan_lib.plan_stages(cfg, 16)[0].num_steps == 7
+
+
+def test_which_stages_train_the_encoder(tmp_path):
+  cfg = _config(tmp_path)
+  linear = dataclasses.replace(cfg.stage_2, steps=1, cross_entropy_loss_weight=1.0)
+  one, two = plan_lib.plan_stages(dataclasses.replace(cfg, stage_2=linear), 16)
+  assert one.trains_encoder(stop_gradient_before_classifier=True)
+  assert not two.trains_encoder(stop_gradient_before_classifier=True)
+  assert two.trains_encoder(stop_gradient_before_classifier=False)
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="larger than the 5 training"):
+    plan_lib.plan_stages(_config(tmp_path), 5)
