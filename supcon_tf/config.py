@@ -22,7 +22,19 @@ from supcon_tf.enums import (  # pylint: disable=unused-import
 
 
 def field(default, help: str, **kwargs):  # pylint: disable=redefined-builtin
-  """A dataclass field with a help string (used for the flag)."""
+  """A dataclass field with a help string (used for the flag).
+
+  Args:
+    default: the field's default; sequences must be tuples (frozen, hashable).
+    help: the flag's help text, stored in the field's metadata.
+    **kwargs: more metadata entries.
+
+  Returns:
+    A `dataclasses.field` with `default` and the metadata.
+
+  Raises:
+    TypeError: `default` is a list or a dict.
+  """
   if isinstance(default, (list, dict)):
     raise TypeError("use tuples for sequence defaults")
   return dataclasses.field(default=default, metadata={"help": help, **kwargs})
@@ -250,6 +262,12 @@ class Config:
   runtime: RuntimeConfig = RuntimeConfig()
 
   def to_dict(self):
+    """The config as JSON-ready values.
+
+    Returns:
+      A dict of sections, each a dict of leaves: enums as their values, tuples as
+      lists.
+    """
     def convert(value):
       if isinstance(value, enum.Enum):
         return value.value
@@ -262,11 +280,30 @@ class Config:
     return convert(self)
 
   def to_json(self):
+    """The config as indented JSON with sorted keys (config.json).
+
+    Returns:
+      The JSON text of `to_dict()`.
+    """
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   @classmethod
   def from_dict(cls, d):
-    """Inverse of `to_dict` (for config.json)."""
+    """Inverse of `to_dict` (for config.json).
+
+    A missing section takes its default. A missing key takes the default of its
+    dataclass field; for a stage that is `StageConfig`'s, not the stage's own.
+    Keys that name no field are ignored.
+
+    Args:
+      d: a dict as written by `to_dict` (e.g. `json.loads` of config.json).
+
+    Returns:
+      The `Config`; not validated.
+
+    Raises:
+      ValueError: an enum value is unknown.
+    """
     def build(dc_type, values):
       kwargs = {}
       for f in dataclasses.fields(dc_type):
@@ -290,7 +327,15 @@ STAGE_SECTIONS = ("stage_1", "stage_2")
 
 
 def flag_name(section: str, field_name: str) -> str:
-  """The flag for a config leaf: stage fields are prefixed, others are bare."""
+  """The flag for a config leaf: stage fields are prefixed, others are bare.
+
+  Args:
+    section: a name in `SECTIONS`.
+    field_name: a field of that section's dataclass.
+
+  Returns:
+    `<section>_<field_name>` for the stages, `field_name` otherwise.
+  """
   return f"{section}_{field_name}" if section in STAGE_SECTIONS else field_name
 
 
@@ -299,7 +344,14 @@ class ConfigError(ValueError):
 
 
 def validate(config: Config) -> None:
-  """Checks that need no TensorFlow and no data. Raises ConfigError."""
+  """Checks that need no TensorFlow and no data.
+
+  Args:
+    config: the config of a run.
+
+  Raises:
+    ConfigError: the first bad value, named by its flag.
+  """
   d, m, l, r = config.data, config.model, config.loss, config.runtime
   def check(cond, msg):
     if not cond:

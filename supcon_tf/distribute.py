@@ -36,7 +36,23 @@ def configure_virtual_cpus(num: int) -> None:
 
 def create_strategy(strategy_type: StrategyType, tpu: str = "",
                     num_virtual_cpus: int = 0) -> tf.distribute.Strategy:
-  """Creates the strategy. Raises ConfigError with a one-line reason on failure."""
+  """Creates the strategy of --strategy.
+
+  Args:
+    strategy_type: DEFAULT (TensorFlow's default strategy), MIRRORED (every GPU;
+      without GPUs `num_virtual_cpus` logical CPUs, or CPU:0), TPU or
+      MULTI_WORKER (from the TF_CONFIG environment variable).
+    tpu: TPU name or address; empty: the resolver's default.
+    num_virtual_cpus: MIRRORED without GPUs: replicas on that many logical CPUs
+      (split by `configure_virtual_cpus`) when > 1.
+
+  Returns:
+    The strategy.
+
+  Raises:
+    ConfigError: with a one-line reason: the TPU cannot be reached, TF_CONFIG is
+      missing or invalid, or the CPU cannot be split.
+  """
   if strategy_type == StrategyType.TPU:
     try:
       resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
@@ -69,6 +85,14 @@ def create_strategy(strategy_type: StrategyType, tpu: str = "",
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """Workers of the cluster (chief included; 1 without a cluster resolver).
+
+  Args:
+    strategy: any strategy; only its `cluster_resolver` is read.
+
+  Returns:
+    The number of "worker" plus "chief" tasks, at least 1.
+  """
   resolver = strategy.cluster_resolver
   if resolver is None:
     return 1
@@ -77,8 +101,14 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
 
 
 def num_input_pipelines(strategy: tf.distribute.Strategy) -> int:
-  """Input pipelines `distribute_datasets_from_function` will create: one per
-  worker (MultiWorkerMirroredStrategy) or TPU host, one otherwise."""
+  """Input pipelines `distribute_datasets_from_function` will create.
+
+  Args:
+    strategy: the run's strategy.
+
+  Returns:
+    One per worker (MultiWorkerMirroredStrategy) or TPU host, 1 otherwise.
+  """
   if isinstance(strategy, tf.distribute.TPUStrategy):
     return max(1, int(strategy.extended.num_hosts))
   if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -87,13 +117,28 @@ def num_input_pipelines(strategy: tf.distribute.Strategy) -> int:
 
 
 def task_id(strategy: tf.distribute.Strategy) -> int:
-  """This worker's task id (0 without a cluster)."""
+  """This worker's task id.
+
+  Args:
+    strategy: any strategy; only its `cluster_resolver` is read.
+
+  Returns:
+    The resolver's task id; 0 without a cluster resolver or task id.
+  """
   resolver = strategy.cluster_resolver
   return int(resolver.task_id or 0) if resolver is not None else 0
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """True on the worker that writes summaries, configs and checkpoints."""
+  """Whether this worker writes summaries, configs and checkpoints.
+
+  Args:
+    strategy: the run's strategy.
+
+  Returns:
+    True except on a MultiWorkerMirroredStrategy worker that is not the chief:
+    the "chief" task, or worker 0 when the cluster has no chief.
+  """
   resolver = strategy.cluster_resolver
   if resolver is None or not isinstance(strategy,
                                         tf.distribute.MultiWorkerMirroredStrategy):
@@ -104,16 +149,37 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def xla_holds_collectives(strategy: tf.distribute.Strategy) -> bool:
-  """Whether an XLA-compiled piece of the replica step may contain collectives
-  (e.g. synchronised BatchNorm): TensorFlow compiles them without `merge_call`
-  only when every replica is a GPU (or on TPU, where the whole step is XLA)."""
+  """Whether an XLA-compiled piece of the replica step may contain collectives.
+
+  E.g. synchronised BatchNorm: TensorFlow compiles collectives without
+  `merge_call` only when every replica is a GPU (or on TPU, where the whole step
+  is XLA).
+
+  Args:
+    strategy: the run's strategy.
+
+  Returns:
+    True for one replica, a TPU strategy, or replicas that are all GPUs.
+  """
   if strategy.num_replicas_in_sync == 1 or isinstance(strategy, tf.distribute.TPUStrategy):
     return True
   return all("GPU" in d.upper() for d in strategy.extended.worker_devices)
 
 
 def check_batch_divisible(batch_size: int, num_replicas: int, name: str) -> int:
-  """Per-replica batch; ConfigError unless `batch_size` divides by replicas."""
+  """The per-replica batch size.
+
+  Args:
+    batch_size: global batch size.
+    num_replicas: replicas in sync.
+    name: the flag of `batch_size`, for the message (e.g. "eval_batch_size").
+
+  Returns:
+    `batch_size // num_replicas`.
+
+  Raises:
+    ConfigError: `batch_size` does not divide by `num_replicas`.
+  """
   if batch_size % num_replicas:
     raise ConfigError(f"--{name}={batch_size} is not divisible by the "
                       f"{num_replicas} replicas in sync")

@@ -33,7 +33,14 @@ def _field_kind(f):
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Defines one flag per config leaf on `flag_values` (idempotent)."""
+  """Defines one flag per config leaf on `flag_values` (idempotent).
+
+  Stage flags get a "[stage_N]" prefix on their help. Enum flags are
+  case-insensitive; tuple fields become list flags.
+
+  Args:
+    flag_values: where to define them; flags already there are kept as they are.
+  """
   for section, f, name, default in _leaf_fields():
     if name in flag_values:
       continue
@@ -73,7 +80,21 @@ def _parse_list(f, name, values):
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib.Config:
-  """Builds the `Config` from parsed flags. Raises `ConfigError` on bad values."""
+  """Builds the `Config` from parsed flags.
+
+  --image_dir without --dataset sets the dataset to `IMAGE_FOLDER`; --tpu with
+  the default strategy sets --strategy=tpu. The result is validated.
+
+  Args:
+    flag_values: parsed flags, defined by `define_flags`.
+
+  Returns:
+    The validated `Config`.
+
+  Raises:
+    ConfigError: a list flag that does not parse or has the wrong length, or a
+      value `config.validate` rejects.
+  """
   sections = {s: {} for s in config_lib.SECTIONS}
   for section, f, name, _ in _leaf_fields():
     value = flag_values[name].value

@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 
-# The mode enums live in config.py (no TensorFlow there) so that flags, configs and
-# the loss share one definition.
+# The mode enums live in enums.py (no TensorFlow there; re-exported by config.py) so
+# that flags, configs and the loss share one definition.
 Summation = SummationLocation
 Denominator = DenominatorMode
 
@@ -145,6 +145,15 @@ def gather_global_batch(features, labels=None) -> GlobalBatch:
   Kept apart from the loss math because the gather is a synchronisation point
   (`ReplicaContext.all_gather` goes through `merge_call`): it must run in the
   replica function itself, never inside a nested (e.g. XLA-compiled) tf.function.
+
+  Args:
+    features: [batch, ...] tensor of this replica.
+    labels: None, integer class ids [batch] or one-hot / multi-hot [batch,
+      classes] (argmax is used).
+
+  Returns:
+    A `GlobalBatch`: the features and int32 class ids (None without labels) of
+    every replica in replica order, and the offset of this replica's samples.
   """
   features = tf.convert_to_tensor(features)
   labels = _class_ids(labels)
@@ -295,8 +304,15 @@ def per_replica_mean(per_sample_loss, global_batch_size: Optional[int] = None):
 
   Each replica returns sum(local losses) / global_batch: the all-reduce-sum of the
   gradients that optimizers do under `tf.distribute` then equals the gradient of
-  the global-batch mean on one device. `global_batch_size` defaults to the local
-  batch times the number of replicas in sync.
+  the global-batch mean on one device.
+
+  Args:
+    per_sample_loss: [batch] losses of this replica.
+    global_batch_size: the global batch; None: the local batch times the number
+      of replicas in sync.
+
+  Returns:
+    float32 scalar: sum(per_sample_loss) / global_batch_size.
   """
   per_sample_loss = tf.cast(per_sample_loss, tf.float32)
   if global_batch_size is None:
@@ -311,6 +327,16 @@ class SupConLoss(keras.losses.Loss):
   `y_true` are the labels (integer ids [batch] or one-hot; pass `use_labels=False`
   for SimCLR), `y_pred` the [batch, views, dim] projections. The per-sample losses
   are reduced by Keras according to `reduction`.
+
+  Args:
+    temperature, contrast_mode, summation, denominator, positives_cap,
+      scale_by_temperature: as in `supcon_loss`.
+    use_labels: pass `y_true` to the loss as labels (SupCon); False: SimCLR.
+    reduction: Keras reduction of the per-sample losses.
+    name: the loss's name.
+
+  Raises:
+    ValueError: an unknown mode or temperature <= 0 (at construction).
   """
 
   def __init__(self,
@@ -337,6 +363,16 @@ class SupConLoss(keras.losses.Loss):
     self.use_labels = use_labels
 
   def call(self, y_true, y_pred):
+    """Per-sample losses.
+
+    Args:
+      y_true: labels: integer ids [batch] (or Keras' [batch, 1]), float ids or
+        one-hot [batch, classes]; ignored unless `use_labels`.
+      y_pred: [batch, views, dim] projections.
+
+    Returns:
+      float32 [batch]: `supcon_loss` of each sample.
+    """
     labels = y_true if self.use_labels else None
     if labels is not None:
       labels = tf.convert_to_tensor(labels)
@@ -347,6 +383,7 @@ class SupConLoss(keras.losses.Loss):
     return supcon_loss(y_pred, labels, **self._kwargs)
 
   def get_config(self):
+    """Returns the constructor arguments (Keras serialisation)."""
     config = super().get_config()
     config.update(self._kwargs)
     config["use_labels"] = self.use_labels

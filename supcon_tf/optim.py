@@ -10,7 +10,15 @@ from supcon_tf.config import LearningRateDecay, Optimizer, StageConfig
 
 
 def scaled_learning_rate(base_learning_rate: float, global_batch_size: int) -> float:
-  """The authors' linear scaling rule: base * batch / 256."""
+  """The authors' linear scaling rule.
+
+  Args:
+    base_learning_rate: the rate for a batch of 256.
+    global_batch_size: the batch of all replicas.
+
+  Returns:
+    base_learning_rate * global_batch_size / 256.
+  """
   return base_learning_rate * global_batch_size / 256.0
 
 
@@ -28,6 +36,13 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
   for cosine and exponential decay, and from the stage start for piecewise
   decay), it warms up to `decay(warmup_steps)` computed eagerly in its
   constructor, and its `get_config` drops the wrapped schedule's class.
+
+  Args:
+    peak: the rate at the end of warmup.
+    warmup_steps: steps of the linear warmup (<= 0: none).
+    decay: a `LearningRateSchedule` or a number (constant after warmup).
+    decay_step_offset: subtracted from the step given to `decay`.
+    name: name scope of the schedule's ops.
   """
 
   def __init__(self, peak: float, warmup_steps: int, decay, decay_step_offset: int = 0,
@@ -87,6 +102,19 @@ def learning_rate_schedule(stage: StageConfig, global_batch_size: int,
   see the step counted from the end of warmup (piecewise boundaries included),
   piecewise decay switches one step later (step > boundary, as
   `tf.train.piecewise_constant`), and exponential decay is always staircase.
+
+  Args:
+    stage: the stage's config.
+    global_batch_size: the batch of all replicas (scales the peak rate).
+    steps_per_epoch: optimizer steps per epoch.
+    total_steps: optimizer steps of the stage (bounds the warmup; cosine length).
+
+  Returns:
+    A `WarmupThenDecay` schedule.
+
+  Raises:
+    ValueError: exponential decay with epochs_per_decay * steps_per_epoch <= 0,
+      or an unknown decay.
   """
   peak = scaled_learning_rate(stage.base_learning_rate, global_batch_size)
   warmup = min(int(round(stage.warmup_epochs * steps_per_epoch)), total_steps)
@@ -134,7 +162,12 @@ class LARS(lars.LARS):
   """tf-models-official's LARS, with layer adaptation chosen by variable identity.
 
   The parent decides by regexes on variable names; we pass the variables that get
-  layer adaptation (conv and dense kernels), selected by layer type.
+  layer adaptation (conv and dense kernels), selected by layer type. Weight decay
+  is not applied here (see `weight_decay_loss`).
+
+  Args:
+    adapted_variables: the variables (mirrored or not) that get layer adaptation.
+    **kwargs: `lars.LARS` arguments (learning_rate, momentum, eeta, ...).
   """
 
   def __init__(self, adapted_variables: Iterable[tf.Variable] = (), **kwargs):
@@ -176,6 +209,12 @@ class TF1RMSProp(keras.optimizers.legacy.RMSprop):
   Here `ms` starts at 1 and the kernel is used for every momentum (a momentum
   slot always exists), which gives TF1's update. Slot names ("rms",
   "momentum") are tf_keras's. The centered variant is not supported.
+
+  Args:
+    *args, **kwargs: `keras.optimizers.legacy.RMSprop` arguments.
+
+  Raises:
+    ValueError: centered=True.
   """
 
   def __init__(self, *args, **kwargs):
@@ -203,6 +242,18 @@ def create_optimizer(stage: StageConfig, learning_rate, adapted_variables=()):
   RMSPROP: `TF1RMSProp` (rho=rmsprop_decay, momentum, epsilon=rmsprop_epsilon).
   ADAM: `keras.optimizers.legacy.Adam`; its epsilon is "epsilon hat" as in TF1's
     `AdamOptimizer` (`w -= lr_t m / (sqrt(v) + eps)`, lr_t bias-corrected).
+
+  Args:
+    stage: the stage's config (optimizer and its hyper-parameters).
+    learning_rate: a number or a schedule (e.g. `learning_rate_schedule`).
+    adapted_variables: LARS only: the variables that get layer adaptation (e.g.
+      `kernel_variables(model)`).
+
+  Returns:
+    The optimizer. None of them applies weight decay (see `weight_decay_loss`).
+
+  Raises:
+    ValueError: an unknown optimizer.
   """
   opt = stage.optimizer
   if opt == Optimizer.LARS:
@@ -244,13 +295,29 @@ def _unique(variables):
 
 
 def kernel_variables(model: keras.layers.Layer) -> List[tf.Variable]:
-  """Kernels of the convolution and dense layers: the ones that get weight decay
-  and LARS adaptation. BatchNorm parameters and biases are left out by type."""
+  """Kernels of the convolution and dense layers, each once.
+
+  The ones that get weight decay and LARS adaptation. BatchNorm parameters and
+  biases are left out by type.
+
+  Args:
+    model: a layer or model (itself and every nested layer are searched).
+
+  Returns:
+    The Conv2D and Dense kernels.
+  """
   return _unique(layer.kernel for layer in _weight_layers(model))
 
 
 def bias_variables(model: keras.layers.Layer) -> List[tf.Variable]:
-  """Biases of the convolution and dense layers that have one."""
+  """Biases of the convolution and dense layers that have one.
+
+  Args:
+    model: a layer or model (itself and every nested layer are searched).
+
+  Returns:
+    The Conv2D and Dense biases, each once.
+  """
   return _unique(layer.bias for layer in _weight_layers(model)
                  if getattr(layer, "bias", None) is not None)
 
@@ -265,6 +332,14 @@ def decay_variables(model, stage: StageConfig,
   parameters never. Empty if `stage.weight_decay` is 0. The list may hold
   variables the stage does not train (a frozen encoder): intersect it with the
   trained variables.
+
+  Args:
+    model: a `SupConModel` (encoder, projection_head, classifier).
+    stage: the stage's config (weight_decay, use_*_weight_decay).
+    use_bias_weight_decay: also the biases of the selected layers.
+
+  Returns:
+    The variables, each once.
   """
   if not stage.weight_decay:
     return []
@@ -281,7 +356,16 @@ def decay_variables(model, stage: StageConfig,
 
 
 def weight_decay_loss(variables: Iterable[tf.Variable], weight_decay: float):
-  """weight_decay * sum ||w||^2 / 2 (as tf.nn.l2_loss), in float32."""
+  """The L2 penalty added to the loss.
+
+  Args:
+    variables: the decayed variables (e.g. from `decay_variables`).
+    weight_decay: the coefficient.
+
+  Returns:
+    float32 scalar: weight_decay * sum ||w||^2 / 2 (as tf.nn.l2_loss); 0 when
+    `weight_decay` is 0 or there are no variables.
+  """
   variables = list(variables)
   if not weight_decay or not variables:
     return tf.constant(0.0)
