@@ -23,9 +23,9 @@ def test_every_module_and_test_has_a_rule():
         if f.endswith(".py"):
           rel = os.path.relpath(os.path.join(dirpath, f), testing.REPO_ROOT)
           assert rel in srcs, rel
-  assert len(re.findall(r"^py_test\(", build, re.M)) == len(
-      [f for f in os.listdir(os.path.join(testing.REPO_ROOT, "tests"))
-       if f.endswith("_test.py")])
+  test_files = [f for _, _, files in os.walk(os.path.join(testing.REPO_ROOT, "tests"))
+                for f in files if f.endswith("_test.py")]
+  assert len(re.findall(r"^py_test\(", build, re.M)) == len(test_files)
 
 
 if __name__ == "__main__":
