@@ -82,10 +82,19 @@ class ProjectionHead(keras.layers.Layer):
 
   @property
   def output_dim(self) -> int:
+    """Size of the projection `z`, `layer_sizes[-1]`."""
     return self.layer_sizes[-1]
 
   def call(self, inputs, training=False):
-    """Returns the L2-normalised projection `[batch, layer_sizes[-1]]`, float32."""
+    """Projects the head input.
+
+    Args:
+      inputs: `[batch, features]`, the (normalised) representation.
+      training: BN in training mode.
+
+    Returns:
+      The L2-normalised projection `[batch, layer_sizes[-1]]`, float32.
+    """
     x = inputs
     last = len(self.dense_layers) - 1
     for index, dense in enumerate(self.dense_layers):
@@ -148,7 +157,14 @@ class LinearClassifier(keras.layers.Layer):
         name="dense")
 
   def call(self, inputs):
-    """Returns logits `[batch, num_classes]` in float32."""
+    """Classifies the head input.
+
+    Args:
+      inputs: `[batch, features]`, the (normalised) representation.
+
+    Returns:
+      Logits `[batch, num_classes]` in float32.
+    """
     if self.stop_gradient:
       inputs = tf.stop_gradient(inputs)
     return self.dense(inputs)  # float32: the layer's dtype

@@ -1,4 +1,8 @@
-"""The SupCon model: encoder + projection head + linear classifier."""
+"""The SupCon model: encoder + projection head + linear classifier.
+
+`build_model` is the one place that turns a `ModelConfig` into these layers,
+so every caller (training, dry run) gets the same model from the same config.
+"""
 
 from typing import Dict
 
@@ -6,23 +10,18 @@ import tensorflow as tf
 import tf_keras as keras
 
 from supcon_tf import config as config_lib
+from supcon_tf import enums
 from supcon_tf.models import heads
 from supcon_tf.models import resnet
 
-# (mean, std) per channel of each `InputNormalization`, on [0, 1] images.
-INPUT_NORMALIZATIONS = {
-    config_lib.InputNormalization.NONE: (None, None),
-    config_lib.InputNormalization.IMAGENET: ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    # The authors' CIFAR-10 whitening (mean -0.0172, -0.0356, -0.107 and std 0.4046,
-    # 0.3988, 0.402 of [-1, 1] images) on the [0, 1] scale.
-    config_lib.InputNormalization.CIFAR10: ((0.4914, 0.4822, 0.4465),
-                                            (0.2023, 0.1994, 0.2010)),
-}
+# (mean, std) per channel of each `InputNormalization`, on [0, 1] images; the
+# statistics are defined once, in `enums`.
+INPUT_NORMALIZATIONS = enums.INPUT_NORMALIZATIONS
 
 # `ResNet(version=...)` of each `ResNetArchitecture`.
 _RESNET_VERSIONS = {
-    config_lib.ResNetArchitecture.RESNET_V1: 1,  # post-activation (v1.5)
-    config_lib.ResNetArchitecture.RESNET_V2: 2,  # pre-activation
+    enums.ResNetArchitecture.RESNET_V1: 1,  # post-activation (v1.5)
+    enums.ResNetArchitecture.RESNET_V2: 2,  # pre-activation
 }
 
 
@@ -59,6 +58,9 @@ class SupConModel(keras.Model):
         variables: checkpoints do not change.
       name: model name.
       **kwargs: passed to `keras.Model`.
+
+    Raises:
+      ValueError: only one of `input_mean` and `input_std` is given.
     """
     super().__init__(name=name, **kwargs)
     self.encoder = encoder
@@ -71,7 +73,16 @@ class SupConModel(keras.Model):
     self.input_std = None if input_std is None else tuple(float(s) for s in input_std)
 
   def whiten(self, images):
-    """The encoder's input: `images` whitened per channel (if configured)."""
+    """The encoder's input: `images` whitened per channel (if configured).
+
+    Args:
+      images: [0, 1] images `[batch, height, width, channels]`.
+
+    Returns:
+      `(images - mean) / std`, or `images` itself without whitening. Constants
+      of another channel count than the image's (e.g. RGB constants on a gray
+      image) are replaced by their averages.
+    """
     if self.input_mean is None:
       return images
     images = tf.convert_to_tensor(images)
@@ -82,11 +93,27 @@ class SupConModel(keras.Model):
     return (images - tf.constant(mean, images.dtype)) / tf.constant(std, images.dtype)
 
   def encode(self, images, training=False):
-    """Returns the un-normalised representation `h` of [0, 1] images."""
+    """Runs the encoder on whitened images.
+
+    Args:
+      images: [0, 1] images `[batch, height, width, channels]`.
+      training: encoder BN in training mode.
+
+    Returns:
+      The un-normalised representation `h`, `[batch, encoder output_dim]`.
+    """
     return self.encoder(self.whiten(images), training=training)
 
   def head_input(self, h):
-    """What the heads receive: `l2_normalize(h)` (float32 math) or `h`."""
+    """What the heads receive.
+
+    Args:
+      h: the encoder representation.
+
+    Returns:
+      `l2_normalize(h)` (float32 math, cast back to `h`'s dtype) when
+      `normalize_embedding`, else `h`.
+    """
     if not self.normalize_embedding:
       return h
     # Normalise in float32 for accuracy, then go back to h's dtype so the
@@ -95,20 +122,41 @@ class SupConModel(keras.Model):
     return tf.cast(normalized, h.dtype)
 
   def project(self, h, training=False):
-    """Returns the L2-normalised projection `z` (float32) of `h`."""
+    """Runs the projection head.
+
+    Args:
+      h: the encoder representation.
+      training: projection-head BN in training mode.
+
+    Returns:
+      The L2-normalised projection `z` (float32) of `h`.
+    """
     return self.projection_head(self.head_input(h), training=training)
 
   def classify(self, h, training=False):
-    """Returns the float32 logits of `h`.
+    """Runs the linear classifier.
 
-    `training` is accepted for symmetry with `project`; the linear classifier
-    has no training-dependent behaviour.
+    Args:
+      h: the encoder representation.
+      training: accepted for symmetry with `project`; the linear classifier
+        has no training-dependent behaviour.
+
+    Returns:
+      The float32 logits of `h`.
     """
     del training  # Unused.
     return self.classifier(self.head_input(h))
 
   def call(self, images, training=False) -> Dict[str, tf.Tensor]:
-    """Returns `{"embedding": h, "projection": z, "logits": logits}`."""
+    """Runs the encoder once and both heads on its output.
+
+    Args:
+      images: [0, 1] images `[batch, height, width, channels]`.
+      training: BN in training mode (encoder and projection head).
+
+    Returns:
+      `{"embedding": h, "projection": z, "logits": logits}`.
+    """
     h = self.encode(images, training=training)
     return {
         "embedding": h,
@@ -127,6 +175,10 @@ def build_model(model_config: config_lib.ModelConfig,
   and call it once, e.g. on a dummy batch, before restoring a checkpoint or
   creating optimizer slots).
 
+  `model_config.resnet_architecture` picks the encoder: `RESNET_V1` is
+  `ResNet(version=1)` (post-activation, v1.5), `RESNET_V2` is
+  `ResNet(version=2)` (pre-activation).
+
   Args:
     model_config: the `ModelConfig`.
     num_classes: number of classes of the linear classifier.
@@ -134,9 +186,9 @@ def build_model(model_config: config_lib.ModelConfig,
       and of the projection head across replicas (a property of the run's
       strategy, hence not read from `model_config`).
 
-  `model_config.resnet_architecture` picks the encoder: `RESNET_V1` is
-  `ResNet(version=1)` (post-activation, v1.5), `RESNET_V2` is
-  `ResNet(version=2)` (pre-activation).
+  Returns:
+    The unbuilt `SupConModel` (encoder "resnet", heads "projection_head" and
+    "classifier").
 
   Raises:
     ValueError: unknown architecture or depth.
