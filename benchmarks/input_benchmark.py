@@ -1,6 +1,6 @@
 r"""Images/s of the input pipeline alone, next to the images/s a train step consumes.
 
-Runs the package's own training input (`source.train_dataset`, two views per image,
+Runs the package's own training input (`pipeline.train_dataset`, two views per image,
 one input pipeline) with 1 and 2 CPU cores (the process pinned with
 sched_setaffinity, a private tf.data thread pool of that size), on:
 
@@ -70,30 +70,36 @@ def make_data(directory: str, num_images: int) -> dict:
           "mean_jpeg_kb": sum(sizes) / len(sizes) / 1024, "num": len(sizes)}
 
 
-def _source_and_kwargs(case: str, data: dict):
+def _source_and_view(case: str, data: dict):
+  """(source, training ViewSpec) of `case`."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from supcon_tf.config import DataConfig  # pylint: disable=g-import-not-at-top
-  from supcon_tf.data import datasets  # pylint: disable=g-import-not-at-top
+  from supcon_tf.config import AugmentationType, DataConfig  # pylint: disable=g-import-not-at-top
+  from supcon_tf.data import sources  # pylint: disable=g-import-not-at-top
+  from supcon_tf.data.augment import views  # pylint: disable=g-import-not-at-top
   if case == "32px":
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8192, 32, 32, 3), dtype=np.uint8)
     labels = (np.arange(8192) % 10).astype(np.int32)
-    source = datasets.InMemorySource("cifar-shaped", images, labels, images[:16],
-                                     labels[:16], 10, "synthetic")
-    kw = dict(size=32, augmentation_type="simclr", area_range=(0.2, 1.0),
-              color_strength=0.5, pytorch_color_jitter=True)
-    return source, kw
+    source = sources.memory.InMemorySource("cifar-shaped", images, labels, images[:16],
+                                           labels[:16], 10, "synthetic")
+    view = views.ViewSpec.from_config(DataConfig(
+        image_size=32, augmentation_type=AugmentationType.SIMCLR,
+        crop_area_range=(0.2, 1.0), augmentation_magnitude=0.5,
+        use_pytorch_color_jitter=True))
+    return source, view
   if case == "224px folder":
-    source = datasets.load_source(DataConfig(
+    source = sources.load_source(DataConfig(
         dataset="image_folder", image_dir=data["folder"], train_split="all",
         eval_split="all"))
   else:
-    source = datasets.load_source(DataConfig(
+    source = sources.load_source(DataConfig(
         dataset="imagenet2012", data_dir=data["data_dir"], eval_split="validation"))
-  kind = "autoaugment" if case.endswith("autoaugment") else "simclr"
-  kw = dict(size=224, augmentation_type=kind, color_strength=1.0,
-            blur_probability=0.5 if kind == "simclr" else 0.0)
-  return source, kw
+  kind = (AugmentationType.AUTOAUGMENT if case.endswith("autoaugment")
+          else AugmentationType.SIMCLR)
+  view = views.ViewSpec.from_config(DataConfig(
+      image_size=224, augmentation_type=kind, augmentation_magnitude=1.0,
+      blur_probability=0.5 if kind == AugmentationType.SIMCLR else 0.0))
+  return source, view
 
 
 def measure_input(case: str, data: dict, cores: int, batch: int, batches: int,
@@ -103,12 +109,13 @@ def measure_input(case: str, data: dict, cores: int, batch: int, batches: int,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.threading.set_inter_op_parallelism_threads(cores)
   tf.config.threading.set_intra_op_parallelism_threads(cores)
+  from supcon_tf.config import DataConfig  # pylint: disable=g-import-not-at-top
   from supcon_tf.data import pipeline  # pylint: disable=g-import-not-at-top
-  source, kw = _source_and_kwargs(case, data)
+  source, view = _source_and_view(case, data)
   spec = pipeline.TrainInputSpec(global_batch_size=batch, num_views=2, seed=0, stage=1)
-  options = pipeline.InputOptions(deterministic=False, threads=cores,
-                                  shuffle_buffer_size=1000)
-  iterator = iter(source.train_dataset(spec, kw, None, options))
+  options = pipeline.InputOptions.from_config(DataConfig(
+      deterministic=False, input_threads=cores, shuffle_buffer_size=1000))
+  iterator = iter(pipeline.train_dataset(source, spec, view, options))
   for _ in range(warmup):
     next(iterator)["views"].numpy()
   t0 = time.perf_counter()

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from supcon_tf.data import datasets  # pylint: disable=g-import-not-at-top
+from supcon_tf.data.sources import memory  # pylint: disable=g-import-not-at-top
 
 
 def main(argv=None):
@@ -28,8 +28,8 @@ def main(argv=None):
   p.add_argument("directory")
   p.add_argument("--fashion_mnist_dir", default="/usr/share/datasets/fashion-mnist")
   args = p.parse_args(argv)
-  source = datasets.load_fashion_mnist_idx(args.fashion_mnist_dir)
-  names = [n.replace("/", "_").replace(" ", "_") for n in datasets.FASHION_MNIST_CLASSES]
+  source = memory.load_fashion_mnist_idx(args.fashion_mnist_dir)
+  names = [n.replace("/", "_").replace(" ", "_") for n in memory.FASHION_MNIST_CLASSES]
   t0 = time.time()
   for split, images, labels in (("train", source.train_images, source.train_labels),
                                 ("test", source.test_images, source.test_labels)):

@@ -71,7 +71,7 @@ def run_cli(args, timeout=600, **kwargs):
 def synthetic_source(n=16, size=16, channels=3, classes=4, num_test=8, seed=0):
   """An in-memory source of random uint8 images; labels cycle through the classes
   and the test split is the first `num_test` training examples."""
-  from supcon_tf.data.datasets import InMemorySource  # pylint: disable=g-import-not-at-top
+  from supcon_tf.data.sources.memory import InMemorySource  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8)
   labels = (np.arange(n) % classes).astype(np.int32)
