@@ -22,19 +22,9 @@ from supcon_tf.enums import (  # pylint: disable=unused-import
 
 
 def field(default, help: str, **kwargs):  # pylint: disable=redefined-builtin
-  """A dataclass field with a help string (used for the flag).
-
-  Args:
-    default: the field's default; sequences must be tuples (frozen, hashable).
-    help: the flag's help text, stored in the field's metadata.
-    **kwargs: more metadata entries.
-
-  Returns:
-    A `dataclasses.field` with `default` and the metadata.
-
-  Raises:
-    TypeError: `default` is a list or a dict.
-  """
+  """A dataclass field with `default` (tuples for sequences: frozen, hashable) and
+  the flag's `help` text (plus any `kwargs`) in its metadata. TypeError for a list
+  or dict default."""
   if isinstance(default, (list, dict)):
     raise TypeError("use tuples for sequence defaults")
   return dataclasses.field(default=default, metadata={"help": help, **kwargs})
@@ -262,12 +252,8 @@ class Config:
   runtime: RuntimeConfig = RuntimeConfig()
 
   def to_dict(self):
-    """The config as JSON-ready values.
-
-    Returns:
-      A dict of sections, each a dict of leaves: enums as their values, tuples as
-      lists.
-    """
+    """The config as JSON-ready values: a dict of sections, each a dict of leaves
+    (enums as their values, tuples as lists)."""
     def convert(value):
       if isinstance(value, enum.Enum):
         return value.value
@@ -280,11 +266,7 @@ class Config:
     return convert(self)
 
   def to_json(self):
-    """The config as indented JSON with sorted keys (config.json).
-
-    Returns:
-      The JSON text of `to_dict()`.
-    """
+    """`to_dict()` as indented JSON with sorted keys (config.json)."""
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   @classmethod
@@ -327,15 +309,8 @@ STAGE_SECTIONS = ("stage_1", "stage_2")
 
 
 def flag_name(section: str, field_name: str) -> str:
-  """The flag for a config leaf: stage fields are prefixed, others are bare.
-
-  Args:
-    section: a name in `SECTIONS`.
-    field_name: a field of that section's dataclass.
-
-  Returns:
-    `<section>_<field_name>` for the stages, `field_name` otherwise.
-  """
+  """The flag of a config leaf: `<section>_<field_name>` for the stages, the bare
+  `field_name` otherwise."""
   return f"{section}_{field_name}" if section in STAGE_SECTIONS else field_name
 
 

@@ -79,9 +79,23 @@ def config_summary(cfg: config_lib.Config) -> dict:
 
 
 # ------------------------------------------------------------------ the modules
+def _saved_variable(v: tf.Variable) -> tf.Variable:
+  """The variable an exported function captures for a layer's variable `v`.
+
+  Under a mixed-precision policy tf_keras wraps each variable in an
+  AutoCastVariable; the functions capture the float32 variable inside it, which
+  tf_keras exposes through no public attribute (`_variable`). The functions'
+  own capture lists are no substitute: under MirroredStrategy they hold every
+  replica's component of a synchronised variable.
+  """
+  inner = vars(v).get("_variable")
+  return inner if isinstance(inner, tf.Variable) else v
+
+
 def _unique(variables: Sequence[tf.Variable]) -> List[tf.Variable]:
   seen, out = set(), []
   for v in variables:
+    v = _saved_variable(v)
     if v.ref() not in seen:
       seen.add(v.ref())
       out.append(v)
@@ -89,7 +103,7 @@ def _unique(variables: Sequence[tf.Variable]) -> List[tf.Variable]:
 
 
 def _output_functions(model):
-  """name -> f(images float32, training: bool) -> float32 output."""
+  """name -> (f(images float32, training: bool) -> float32 output, its layers)."""
 
   def encode(images, training):
     return tf.cast(model.encode(images, training=training), tf.float32)
@@ -107,21 +121,24 @@ def _output_functions(model):
     # Same values: LinearClassifier is stop_gradient + its dense layer.
     return tf.cast(model.classifier.dense(x), tf.float32)
 
-  return {ENCODER: encode, PROJECTION: project, CLASSIFIER: classify}
+  return {ENCODER: (encode, [model.encoder]),
+          PROJECTION: (project, [model.encoder, model.projection_head]),
+          CLASSIFIER: (classify, [model.encoder, model.classifier])}
 
 
-def build_hub_module(fn: Callable, image_shape: Sequence[int], name: str,
+def build_hub_module(fn: Callable, layers, image_shape: Sequence[int], name: str,
                      description: str) -> tf.train.Checkpoint:
   """A reusable-SavedModel object for `fn(images, training) -> float32 tensor`.
 
   Its `__call__` is traced for `[None, H, W, C]` float32 images and both values of
   the Python bool `training`; `serve` (the `serving_default` signature) reuses the
-  inference trace. `variables`/`trainable_variables` are the variables the traces
-  capture (the float32 ones under a mixed-precision policy), `regularization_losses`
-  is empty.
+  inference trace. `variables`/`trainable_variables` are the layers' own variables
+  (the float32 ones under a mixed-precision policy), `regularization_losses` is
+  empty.
 
   Args:
     fn: `fn(images, training: bool)` -> float32 output.
+    layers: the Keras layers whose variables `fn` uses.
     image_shape: `(H, W, C)`.
     name: ENCODER, PROJECTION or CLASSIFIER (names the serving output).
     description: the input contract; becomes the functions' docstring.
@@ -137,16 +154,16 @@ def build_hub_module(fn: Callable, image_shape: Sequence[int], name: str,
     return fn(images, bool(training))
   call.__doc__ = description
   call_fn = tf.function(call)
-  # hub.KerasLayer calls both traces (trainable or not).
-  traces = [call_fn.get_concrete_function(spec, training=t) for t in (False, True)]
+  for training in (False, True):  # hub.KerasLayer calls both (trainable or not)
+    call_fn.get_concrete_function(spec, training=training)
 
   def serve(images):
     return {key: call_fn(images, training=False)}
   serve.__doc__ = description
   serve_fn = tf.function(serve, input_signature=[spec])
 
-  variables = _unique([v for trace in traces for v in trace.variables])
-  trainable = _unique([v for trace in traces for v in trace.trainable_variables])
+  variables = _unique([v for layer in layers for v in layer.variables])
+  trainable = _unique([v for layer in layers for v in layer.trainable_variables])
   obj = tf.train.Checkpoint()
   obj.__call__ = call_fn
   obj.serve = serve_fn
@@ -203,7 +220,8 @@ def export_models(model, metadata: ExportMetadata, export_dir: str,
     tf.io.gfile.makedirs(tmp_dir)
     with strategy.scope():
       for i, name in enumerate(names):
-        obj = build_hub_module(functions[name], image_shape, name,
+        fn, layers = functions[name]
+        obj = build_hub_module(fn, layers, image_shape, name,
                                _DESCRIPTIONS[name] + " " + input_doc)
         dims[name] = output_dim(obj)
         tf.saved_model.save(obj, os.path.join(tmp_dir, name),

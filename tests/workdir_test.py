@@ -11,6 +11,8 @@ import pytest
 
 from supcon_tf import config as config_lib
 from supcon_tf import workdir
+from supcon_tf.data import sources
+from tests import testing
 
 
 def _config(model_dir, mode=config_lib.Mode.TRAIN, **model):
@@ -126,3 +128,45 @@ def test_scratch_and_export_paths(tmp_path):
   cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime,
                                                              export_dir="/hub/enc"))
   assert workdir.default_export_dir(cfg) == "/hub/enc"
+
+def check(model_dir, source, write):
+  """`check_and_write_classes` of a data source's name and class names."""
+  workdir.check_and_write_classes(model_dir, source.name, source.class_names, write)
+
+
+def test_class_list_written_and_checked(tmp_path):
+  testing.write_image_folder(str(tmp_path / "a"), per_class=2)
+  testing.write_image_folder(str(tmp_path / "b"), classes=("cat", "dog", "owl"),
+                             per_class=2)
+  def load(name):
+    return sources.load_source(config_lib.DataConfig(dataset="image_folder",
+                                          image_dir=str(tmp_path / name),
+                                          train_split="all", eval_split="all"))
+  model_dir = str(tmp_path / "run")
+  check(model_dir, load("a"), write=False)
+  assert not os.path.exists(os.path.join(model_dir, "classes.json"))
+  check(model_dir, load("a"), write=True)
+  with open(os.path.join(model_dir, "classes.json")) as f:
+    assert json.load(f)["classes"] == ["cat", "dog", "fox"]
+  check(model_dir, load("a"), write=True)  # same: fine
+  with pytest.raises(config_lib.ConfigError, match="new: owl.*use a new --model_dir"):
+    check(model_dir, load("b"), write=True)
+  with open(os.path.join(model_dir, "classes.json")) as f:
+    assert json.load(f)["classes"] == ["cat", "dog", "fox"]  # untouched
+
+
+def test_classes_record_and_a_source_without_names(tmp_path):
+  unnamed = testing.synthetic_source()  # class_names ()
+  assert workdir.classes_record(unnamed.name, unnamed.class_names) is None
+  check(str(tmp_path / "run"), unnamed, write=True)
+  assert not os.path.exists(tmp_path / "run" / "classes.json")
+  testing.write_image_folder(str(tmp_path / "a"), per_class=2)
+  folder = sources.load_source(config_lib.DataConfig(dataset="image_folder",
+                                          image_dir=str(tmp_path / "a"),
+                                          train_split="all", eval_split="all"))
+  assert workdir.classes_record(folder.name, folder.class_names) == {
+      "dataset": "image_folder", "num_classes": 3, "classes": ["cat", "dog", "fox"]}
+  (tmp_path / "bad").mkdir()
+  (tmp_path / "bad" / "classes.json").write_text("{not json")
+  with pytest.raises(config_lib.ConfigError, match="not valid JSON"):
+    check(str(tmp_path / "bad"), folder, write=True)

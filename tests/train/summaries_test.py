@@ -3,6 +3,7 @@ evaluation scalars."""
 
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 

@@ -14,14 +14,13 @@ chosen by `load_source` from the config:
   per class, read by index; undecodable files are skipped and counted.
 
 A missing or empty source raises `ConfigError` with a one-line message before any
-expensive work. The class list of a run is kept in model_dir/classes.json
-(`check_and_write_classes`).
+expensive work. The class names (`class_names`) are what model_dir/classes.json
+keeps (`workdir.check_and_write_classes`).
 """
 
 import dataclasses
-import json
 import os
-from typing import Optional, Protocol, Tuple, runtime_checkable
+from typing import Protocol, Tuple, runtime_checkable
 
 from absl import logging
 import tensorflow as tf
@@ -31,9 +30,6 @@ from supcon_tf.data.sources import image_folder
 from supcon_tf.data.sources import memory
 from supcon_tf.data.sources import records
 from supcon_tf.data.sources import tfds_stream
-
-CLASSES_FILE = "classes.json"
-
 
 @runtime_checkable
 class Source(Protocol):
@@ -177,58 +173,3 @@ def dataset_metadata(data_config: DataConfig) -> DatasetMetadata:
     evaluation = min(evaluation, d.num_eval_examples)
   return DatasetMetadata(d.dataset, train, evaluation, classes, channels,
                          "the TFDS catalog")
-
-
-# ------------------------------------------------------------------ class list
-def classes_record(source: Source) -> Optional[dict]:
-  """What model_dir/classes.json holds for `source`.
-
-  Args:
-    source: the run's source.
-
-  Returns:
-    {"dataset", "num_classes", "classes"}, or None when it names no classes.
-  """
-  names = tuple(source.class_names)
-  if not names:
-    return None
-  return {"dataset": source.name, "num_classes": len(names), "classes": list(names)}
-
-
-def check_and_write_classes(model_dir: str, source: Source, write: bool) -> None:
-  """Keeps the meaning of the label ids of a model_dir.
-
-  Refuses a model_dir whose classes.json lists other classes (the label ids
-  would mean different things); writes it (atomically) when `write`.
-
-  Args:
-    model_dir: the run's directory.
-    source: the run's source.
-    write: write classes.json if it is missing (the chief of a training run).
-
-  Raises:
-    ConfigError: classes.json is not JSON or lists other classes.
-  """
-  record = classes_record(source)
-  if record is None:
-    return
-  path = os.path.join(model_dir, CLASSES_FILE)
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      try:
-        old = json.load(f)
-      except ValueError:
-        raise ConfigError(f"{path} is not valid JSON") from None
-    if old.get("classes") != record["classes"]:
-      added = sorted(set(record["classes"]) - set(old.get("classes", [])))[:3]
-      raise ConfigError(
-          f"the classes of the data ({len(record['classes'])}"
-          + (f", e.g. new: {', '.join(added)}" if added else "") + ") differ from the "
-          f"{len(old.get('classes', []))} in {path}: use a new --model_dir")
-    return
-  if write:
-    tf.io.gfile.makedirs(model_dir)
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-      f.write(json.dumps(record, indent=2) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
