@@ -19,7 +19,7 @@ from supcon_tf.train import state as state_lib
 
 
 def count_params(variables) -> int:
-  """Scalars in `variables`."""
+  """The number of scalars in `variables` (a list of variables)."""
   return int(sum(v.shape.num_elements() for v in variables))
 
 

@@ -66,7 +66,14 @@ class ExportMetadata:
 
 
 def config_summary(cfg: config_lib.Config) -> dict:
-  """The part of a run's config that export_info.json records."""
+  """The part of a run's config that export_info.json records.
+
+  Args:
+    cfg: the run's config.
+
+  Returns:
+    {"data", "model", "loss", "stages", "precision"} (JSON values).
+  """
   d = cfg.to_dict()
   return {"data": {k: d["data"][k] for k in ("dataset", "image_size")},
           "model": d["model"],
@@ -174,7 +181,11 @@ def build_hub_module(fn: Callable, layers, image_shape: Sequence[int], name: str
 
 
 def output_dim(obj: tf.train.Checkpoint) -> int:
-  """The last dimension of the output of a module from `build_hub_module`."""
+  """The last dimension of a module's output.
+
+  Args:
+    obj: a module from `build_hub_module`.
+  """
   concrete = obj.serve.get_concrete_function()
   return int(tf.nest.flatten(concrete.structured_outputs)[0].shape[-1])
 

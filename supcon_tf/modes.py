@@ -32,7 +32,20 @@ def _refuse_untrained_classifier(cfg, strategy, source) -> None:
 
 
 def run(cfg: config_lib.Config, verbose: bool = True):
-  """Runs the configured mode. Returns the eval results (or None)."""
+  """Runs the configured mode.
+
+  Args:
+    cfg: the validated config (`flags.config_from_flags`).
+    verbose: print progress lines (on the chief).
+
+  Returns:
+    The evaluation results (eval, train_then_eval), the exported paths (export),
+    the plan's figures (dry_run), else None.
+
+  Raises:
+    ConfigError: a refusal (model_dir, data, strategy, batch), one line.
+    RunError: a run that stopped (non-finite loss, too many undecodable images).
+  """
   if cfg.runtime.mode != config_lib.Mode.DRY_RUN:
     workdir.check_config(cfg)
   rt = cfg.runtime

@@ -48,7 +48,14 @@ _OLD_MARK = ".old-"
 
 # ------------------------------------------------------------------ layout
 def default_export_dir(cfg: config_lib.Config) -> str:
-  """Where the SavedModels go: --export_dir, else <model_dir>/export."""
+  """Where the SavedModels go.
+
+  Args:
+    cfg: the run's config.
+
+  Returns:
+    --export_dir, else <model_dir>/export.
+  """
   return cfg.runtime.export_dir or os.path.join(cfg.runtime.model_dir, EXPORT_DIR)
 
 
@@ -84,12 +91,23 @@ def write_text_atomic(path: str, text: str) -> None:
 
 
 def write_json_atomic(path: str, record) -> None:
-  """`write_text_atomic` of `record` as indented JSON (with a final newline)."""
+  """`write_text_atomic` of a JSON record.
+
+  Args:
+    path: the target file.
+    record: anything `json.dumps` takes; written indented with sorted keys.
+  """
   write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str) -> Optional[dict]:
-  """The JSON object in `path`, or None if there is no such file.
+  """The JSON object in a file.
+
+  Args:
+    path: the file.
+
+  Returns:
+    Its object, or None if there is no such file.
 
   Raises:
     ConfigError: the file is not valid JSON.
@@ -104,7 +122,11 @@ def read_json(path: str) -> Optional[dict]:
 
 
 def test_pause(phase: str) -> None:
-  """The test hook (see PAUSE_ENV); does nothing unless the variable is set."""
+  """The test hook (see PAUSE_ENV); does nothing unless the variable is set.
+
+  Args:
+    phase: the point reached ("partial", "written" or "swapped").
+  """
   spec = os.environ.get(PAUSE_ENV, "")
   for item in filter(None, spec.split(",")):
     name, _, seconds = item.partition(":")
@@ -224,7 +246,11 @@ def check_config(cfg: config_lib.Config) -> None:
 
 
 def write_config(cfg: config_lib.Config) -> None:
-  """Writes `cfg` to <model_dir>/config.json."""
+  """Writes the run's config to <model_dir>/config.json.
+
+  Args:
+    cfg: the resolved config.
+  """
   write_text_atomic(os.path.join(cfg.runtime.model_dir, CONFIG_FILE), cfg.to_json())
 
 
@@ -276,6 +302,11 @@ def check_and_write_classes(model_dir: str, dataset: str, class_names,
 
 # ------------------------------------------------------------------ eval results
 def write_eval_results(model_dir: str, result: dict) -> None:
-  """Writes the latest evaluation to <model_dir>/eval_results.json."""
+  """Writes the latest evaluation to <model_dir>/eval_results.json.
+
+  Args:
+    model_dir: the run's model_dir.
+    result: what `Trainer.evaluate` returned.
+  """
   write_text_atomic(os.path.join(model_dir, EVAL_RESULTS_FILE),
                     json.dumps(result, indent=2))

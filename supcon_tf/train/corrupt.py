@@ -37,13 +37,18 @@ class CorruptCounter:
     self.seen = 0
 
   def next_epoch_end(self, step: int) -> int:
-    """The global step at which the epoch holding `step` ends."""
+    """The global step at which the epoch holding global step `step` ends."""
     spe = self.plan.steps_per_epoch
     local = step - self.plan.first_step
     return self.plan.first_step + (local // spe + 1) * spe
 
   def add(self, step: int, steps: int, corrupt: float) -> None:
-    """Adds the `corrupt` images of the `steps` steps that ended at global `step`.
+    """Adds a chunk's count; reports it at an epoch end.
+
+    Args:
+      step: the global step the chunk ended at.
+      steps: the chunk's steps.
+      corrupt: undecodable images in the chunk.
 
     Raises:
       CorruptDataError: the epoch's count passed the bound.

@@ -36,7 +36,14 @@ from supcon_tf.train.corrupt import CorruptCounter
 
 
 def format_seconds(seconds: float) -> str:
-  """`1h02m03s` or `2m03s`."""
+  """A duration for the progress line.
+
+  Args:
+    seconds: the duration (negative counts as 0).
+
+  Returns:
+    `1h02m03s`, or `2m03s` under an hour.
+  """
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
   m, s = divmod(rem, 60)
@@ -118,7 +125,14 @@ class Trainer:
 
   # ---------------------------------------------------------------- steps
   def stage_step(self, stage_index: int) -> step_lib.StageStep:
-    """The replica step of a stage (built once)."""
+    """The replica step of a stage, built once.
+
+    Args:
+      stage_index: 1 or 2 (a stage with steps).
+
+    Returns:
+      The stage's `step.StageStep`.
+    """
     if stage_index not in self._steps:
       plan = self.stages[stage_index - 1]
       self._steps[stage_index] = step_lib.StageStep(
@@ -129,8 +143,17 @@ class Trainer:
     return self._steps[stage_index]
 
   def train_step(self, stage_index: int, distributed_batch) -> Dict[str, float]:
-    """One step of a stage on a distributed batch (tests, benchmarks); returns the
-    metrics. Does not advance the global step or touch checkpoints."""
+    """One step of a stage on a distributed batch (tests, benchmarks).
+
+    Does not advance the global step or touch checkpoints.
+
+    Args:
+      stage_index: 1 or 2.
+      distributed_batch: {"views", "labels"} as `strategy.run` takes it.
+
+    Returns:
+      The metrics' values (means since the last `reset_metrics`).
+    """
     if stage_index not in self._single_steps:
       self._single_steps[stage_index] = step_lib.single_step(
           self.strategy, self.stage_step(stage_index).replica_fn)
@@ -261,7 +284,12 @@ class Trainer:
 
   # ---------------------------------------------------------------- summaries
   def write_start_summaries(self, plan: plan_lib.StagePlan, step: int) -> None:
-    """Config text, hparams and a few augmented views of the stage's first images."""
+    """Config text, hparams and a few augmented views of the stage's first images.
+
+    Args:
+      plan: the stage.
+      step: the global step the summaries are written at.
+    """
     rt = self.cfg.runtime
     self.summaries.config(self.cfg, step)
     if not (rt.summary_images and self.is_chief):
@@ -281,7 +309,14 @@ class Trainer:
     self.summaries.augmented_views(plan.index, views_, step)
 
   def write_projector(self, name: str) -> Optional[str]:
-    """Test-set embeddings for TensorBoard's projector in model_dir/projector/<name>."""
+    """Test-set embeddings for TensorBoard's projector.
+
+    Args:
+      name: the sub-directory of model_dir/projector (e.g. "stage_1", "eval").
+
+    Returns:
+      The directory written (on the chief), else None.
+    """
     return projector.write_test_embeddings(
         self.model, self.source, self.eval_view, self.cfg.runtime.projector_examples,
         os.path.join(self.model_dir, "projector", name), self.is_chief)
@@ -322,8 +357,11 @@ class Trainer:
     """The TF-Hub SavedModels of the current variables, on every worker.
 
     Reading distributed variables is a collective under MultiWorkerMirroredStrategy,
-    so every worker exports; only the chief writes `export_dir` (default
-    --export_dir or <model_dir>/export), the others a scratch copy deleted after.
+    so every worker exports; only the chief writes `export_dir`, the others a
+    scratch copy deleted after.
+
+    Args:
+      export_dir: the target; default --export_dir, else <model_dir>/export.
 
     Returns:
       `{name: path}` of the SavedModels (on other workers: the deleted scratch).

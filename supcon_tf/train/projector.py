@@ -18,8 +18,14 @@ _MAX_THUMBNAIL = 64  # only small images get a sprite
 
 
 def sprite(images: np.ndarray) -> Optional[np.ndarray]:
-  """Square uint8 RGB mosaic of `images` ([N, H, W, C] float in [0, 1]), or None when
-  the images are too large for one sprite."""
+  """The projector's sprite of `images`.
+
+  Args:
+    images: float [N, H, W, C] in [0, 1].
+
+  Returns:
+    A square uint8 RGB mosaic, or None when the images are too large for one.
+  """
   n, h, w, c = images.shape
   if max(h, w) > _MAX_THUMBNAIL:
     return None

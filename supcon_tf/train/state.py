@@ -60,8 +60,18 @@ def create_model(cfg: config_lib.Config, num_classes: int, image_shape: Sequence
 
 def stage_variables(model, plan: plan_lib.StagePlan,
                     stop_gradient_before_classifier: bool) -> List[tf.Variable]:
-  """The variables a stage trains: encoder (if its gradients reach it), projection
-  head (contrastive stages), classifier (cross-entropy stages)."""
+  """The variables a stage trains.
+
+  Args:
+    model: the SupConModel.
+    plan: the stage.
+    stop_gradient_before_classifier: the model's
+      `stop_gradient_before_classification_head`.
+
+  Returns:
+    The encoder's (if the stage's gradients reach it), the projection head's
+    (contrastive stages) and the classifier's (cross-entropy stages) variables.
+  """
   variables = []
   if plan.trains_encoder(stop_gradient_before_classifier):
     variables += model.encoder.trainable_variables
@@ -154,6 +164,10 @@ class TrainState:
 
     Seeded by `seed` and the stage: the same values on every worker (each worker
     assigns its own copies) and in every rerun.
+
+    Args:
+      seed: the run's --seed.
+      stage_index: the stage that starts.
     """
     # Index 0 is the classifier itself: its Dense layers count from 1.
     for index, layer in enumerate(self.model.classifier.submodules, start=1):

@@ -165,7 +165,12 @@ class StageStep:
 
   # ---------------------------------------------------------------- the step
   def replica_fn(self, batch) -> None:
-    """One step on this replica's batch; updates the variables and the metrics."""
+    """One step on this replica's batch; updates the variables and the metrics.
+
+    Args:
+      batch: {"views" [b, V, H, W, C], "labels" [b]} (+ "blur_seeds" [b, V, 2] with
+        --defer_blur, "corrupt" [b] for sources that report undecodable images).
+    """
     views, labels = batch["views"], batch["labels"]
     flat = tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0))
     flat = tf.ensure_shape(flat, [None] + views.shape[2:].as_list())
@@ -208,8 +213,17 @@ class StageStep:
 
 
 def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Variable):
-  """The compiled inner loop: `loop(iterator, num_steps)` runs `num_steps` steps of
-  `replica_fn` on every replica and advances `global_step` by as many."""
+  """The compiled inner loop.
+
+  Args:
+    strategy: the strategy the steps run under.
+    replica_fn: `StageStep.replica_fn`.
+    global_step: advanced by one per step.
+
+  Returns:
+    `loop(iterator, num_steps)`, a `tf.function` running `num_steps` steps (a
+    tensor, so chunks of any length share one trace).
+  """
 
   @tf.function
   def loop(iterator, num_steps):
@@ -220,8 +234,15 @@ def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Var
 
 
 def single_step(strategy: tf.distribute.Strategy, replica_fn):
-  """`step(distributed_batch)`: one step of `replica_fn`, no global step (tests and
-  benchmarks)."""
+  """One compiled step without a global step (tests and benchmarks).
+
+  Args:
+    strategy: the strategy the step runs under.
+    replica_fn: `StageStep.replica_fn`.
+
+  Returns:
+    `step(distributed_batch)`, a `tf.function`.
+  """
 
   @tf.function
   def step(batch):

@@ -16,7 +16,15 @@ from supcon_tf.train import plan as plan_lib
 
 
 def flat_hparams(d: dict, prefix: str = "") -> Dict[str, object]:
-  """Config dict -> {"section.field": bool|int|float|str} for the hparams plugin."""
+  """A config dict for the hparams plugin.
+
+  Args:
+    d: `Config.to_dict()` (or a section of it).
+    prefix: prepended to every key.
+
+  Returns:
+    {"section.field": bool | int | float | str}.
+  """
   out = {}
   for key, value in d.items():
     name = f"{prefix}{key}"
@@ -43,7 +51,11 @@ class Summaries:
     self._wrote_config = False
 
   def writer(self, name: str) -> tf.summary.SummaryWriter:
-    """The writer of <model_dir>/<name> (a no-op writer on non-chief workers)."""
+    """The writer of <model_dir>/<name> (a no-op writer on non-chief workers).
+
+    Args:
+      name: "train" or "eval".
+    """
     if name not in self._writers:
       self._writers[name] = (
           tf.summary.create_file_writer(os.path.join(self.model_dir, name))
@@ -51,7 +63,12 @@ class Summaries:
     return self._writers[name]
 
   def config(self, cfg: config_lib.Config, step: int) -> None:
-    """The config as text and as hparams, once per process."""
+    """The config as text and as hparams, once per process.
+
+    Args:
+      cfg: the run's config.
+      step: the global step.
+    """
     if self._wrote_config:
       return
     with self.writer("train").as_default(step=step):
@@ -60,7 +77,13 @@ class Summaries:
     self._wrote_config = True
 
   def augmented_views(self, stage_index: int, views, step: int) -> None:
-    """Augmented views [k, V, H, W, C]: one image per sample, its views side by side."""
+    """Augmented views: one image per sample, its views side by side.
+
+    Args:
+      stage_index: names the summary (`augmented_views/stage_<i>`).
+      views: [k, V, H, W, C] in [0, 1].
+      step: the global step.
+    """
     rows = tf.concat(tf.unstack(views, axis=1), axis=2)
     with self.writer("train").as_default(step=step):
       tf.summary.image(f"augmented_views/stage_{stage_index}", rows,
@@ -69,7 +92,16 @@ class Summaries:
   def train(self, plan: plan_lib.StagePlan, values: Dict[str, float],
             learning_rate: float, images_per_second: float, weight_norm: float,
             step: int) -> None:
-    """The scalars of a chunk of training steps (means over the chunk)."""
+    """The scalars of a chunk of training steps.
+
+    Args:
+      plan: the stage (which loss terms it has).
+      values: the step metrics' means over the chunk.
+      learning_rate: the rate after the chunk.
+      images_per_second: the chunk's throughput.
+      weight_norm: the global norm of the trainable variables.
+      step: the global step after the chunk.
+    """
     with self.writer("train").as_default(step=step):
       tf.summary.scalar("loss/total", values["loss"])
       if plan.contrastive:
@@ -85,7 +117,13 @@ class Summaries:
       tf.summary.scalar("stage", plan.index)
 
   def scalars(self, writer: str, values: Dict[str, float], step: int) -> None:
-    """Named scalars into one writer ("train" or "eval")."""
+    """Named scalars into one writer.
+
+    Args:
+      writer: "train" or "eval".
+      values: {tag: value}.
+      step: the global step.
+    """
     with self.writer(writer).as_default(step=step):
       for name, value in values.items():
         tf.summary.scalar(name, value)
