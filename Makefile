@@ -28,7 +28,7 @@ demo-ce: setup
 
 # The default suite (what CI runs). Slow tests are marked and left to test-all.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-all: setup
 	$(PY) -m pytest -q --runslow tests

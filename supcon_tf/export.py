@@ -1,39 +1,15 @@
-r"""TF-Hub (TF2 format) SavedModels of a trained SupCon model.
+r"""TF-Hub (TF2 reusable) SavedModels of a trained SupCon model.
 
-`export_models` writes up to three reusable SavedModels
-(https://www.tensorflow.org/hub/reusable_saved_models) into one export directory:
-
-- `encoder/`: images -> representation `h`, float32 `[batch, D]` (the ResNet's
-  pooled output, not normalised);
-- `projection/`: images -> `z`, the L2-normalised projection head output, float32
-  `[batch, P]`;
-- `classifier/`: images -> logits, float32 `[batch, num_classes]` (only if the run
-  trained a classifier: a stage with a cross-entropy weight > 0 and > 0 steps);
-
-plus `export_info.json` (input contract, output sizes, checkpoint, global step and a
-config summary).
-
-Input contract of every model: float32 images `[batch, H, W, C]` with values in
-[0, 1] (H = W = --image_size, C the dataset's channels), i.e. what the evaluation
-pipeline feeds the encoder: no mean/std normalisation, no resizing inside.
-
-Each SavedModel has
-- `__call__(images, training=False)`, a `tf.function` traced for both values of the
-  Python bool `training` (True: BatchNorm uses batch statistics and updates its
-  moving averages, as the Keras layers do when trained);
-- `variables`, `trainable_variables` (the model's own variables, float32 even if
-  the run used a mixed-precision policy) and `regularization_losses` (empty: weight
-  decay is an optimizer choice of the fine-tuning run);
-- a `serving_default` signature `images -> {name: output}` (inference mode).
-
-so it serves as `hub.load(path)(images)`, `hub.KerasLayer(path, trainable=True)`,
-`keras.layers.TFSMLayer(path, call_endpoint="serving_default")` (Keras 3) and
-`tf.saved_model.load(path).signatures["serving_default"](images=images)`.
-
-The export directory is replaced atomically (`workdir.write_directory_atomic`): a
-crash leaves the previous complete export, the new complete one, or no directory at
-the target path, never a partial one. What is exported is said by the caller: a
-model and an `ExportMetadata` (the trainer's glue is `train.Trainer.export`).
+`export_models` writes `encoder/` (images -> h), `projection/` (images -> z) and,
+once a classifier is trained, `classifier/` (images -> logits), all float32, plus
+`export_info.json` (input contract, output sizes and what the caller records). Inputs
+are float32 images [batch, H, W, C] in [0, 1]. Each model has `__call__(images,
+training=False)`, `variables`, `trainable_variables`, `regularization_losses` and a
+`serving_default` signature, so it loads with `hub.load`, `hub.KerasLayer`,
+`tf.saved_model.load` and Keras 3's `TFSMLayer` (README: "Using an exported encoder").
+The directory is replaced atomically (`workdir.write_directory_atomic`). What is
+exported is the caller's to say: a model and an `ExportMetadata` (the trainer's glue
+is `train.Trainer.export`).
 """
 
 import dataclasses

