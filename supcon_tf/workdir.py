@@ -90,16 +90,6 @@ def write_text_atomic(path: str, text: str) -> None:
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
-def write_json_atomic(path: str, record) -> None:
-  """`write_text_atomic` of a JSON record.
-
-  Args:
-    path: the target file.
-    record: anything `json.dumps` takes; written indented with sorted keys.
-  """
-  write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-
 def read_json(path: str) -> Optional[dict]:
   """The JSON object in a file.
 
