@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup venv data demo demo-ce test test-all benchmark benchmark-input clean
+.PHONY: setup venv data demo demo-ce test test-all benchmark benchmark-input benchmark-peer clean
 
 setup: venv data
 
@@ -38,6 +38,11 @@ benchmark: setup
 
 benchmark-input: setup
 	$(PY) benchmarks/input_benchmark.py
+
+# Our step against a PyTorch SupContrast-style step (installs the benchmark-only torch).
+benchmark-peer: setup
+	$(VENV)/bin/pip install -q -r requirements-bench.txt
+	$(PY) benchmarks/peer_step_benchmark.py
 
 clean:
 	rm -rf runs

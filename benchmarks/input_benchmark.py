@@ -33,6 +33,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
+import supcon_tf  # pylint: disable=g-import-not-at-top,unused-import  (before TF: oneDNN)
 
 CASES = ("32px", "224px simclr", "224px autoaugment", "224px folder")
 

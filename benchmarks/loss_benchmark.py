@@ -68,6 +68,7 @@ def _current_rss_bytes():
 def _measure(args, batch):
   """Runs one batch size in this process; returns a dict of results."""
   import numpy as np  # pylint: disable=import-outside-toplevel
+  import supcon_tf  # pylint: disable=import-outside-toplevel,unused-import  (before TF: oneDNN)
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   if args.threads:

@@ -22,17 +22,20 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+# The package before TensorFlow: it turns TensorFlow's oneDNN kernels on.
+from supcon_tf import config as config_lib  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from supcon_tf import config as config_lib  # pylint: disable=g-import-not-at-top
 from supcon_tf import train  # pylint: disable=g-import-not-at-top
 from supcon_tf.data.sources.memory import InMemorySource  # pylint: disable=g-import-not-at-top
 
 
-def _config(depth, image_size, batch, supcon, xla, precision, width):
+def _config(depth, image_size, batch, supcon, xla, precision, width,
+            optimizer=config_lib.Optimizer.LARS, head=(2048, 128),
+            normalize_embedding=True):
   small = image_size <= 64
   stage = config_lib.StageConfig(
-      steps=1, base_learning_rate=0.1, optimizer=config_lib.Optimizer.LARS,
+      steps=1, base_learning_rate=0.1, optimizer=optimizer,
       weight_decay=1e-4, contrastive_loss_weight=1.0 if supcon else 0.0,
       cross_entropy_loss_weight=0.0 if supcon else 1.0)
   return config_lib.Config(
@@ -40,7 +43,8 @@ def _config(depth, image_size, batch, supcon, xla, precision, width):
       model=config_lib.ModelConfig(
           resnet_depth=depth, resnet_width=width,
           first_conv_kernel_size=3 if small else 7, first_conv_stride=1 if small else 2,
-          use_initial_max_pool=not small,
+          use_initial_max_pool=not small, projection_head_layers=tuple(head),
+          normalize_embedding=normalize_embedding,
           stop_gradient_before_classification_head=supcon),
       stage_1=stage, stage_2=config_lib.StageConfig(steps=0),
       runtime=config_lib.RuntimeConfig(
@@ -48,11 +52,12 @@ def _config(depth, image_size, batch, supcon, xla, precision, width):
           precision=config_lib.Precision(precision), jit_compile=xla))
 
 
-def measure(depth, image_size, batch, supcon, xla, precision, width, steps, warmup):
-  """Encoder images per second of the train step (median over `steps`)."""
-  cfg = _config(depth, image_size, batch, supcon, xla, precision, width)
+def make_step(cfg, supcon):
+  """(step, encoder images per step): `step()` runs the trainer's step on a fixed
+  synthetic batch and waits for it (it fetches the metric values)."""
   views = 2 if supcon else 1
   samples = cfg.runtime.batch_size
+  image_size = cfg.data.image_size
   rng = np.random.default_rng(0)
   source = InMemorySource("synthetic", np.zeros((samples, 8, 8, 3), np.uint8),
                           np.zeros(samples, np.int32), np.zeros((1, 8, 8, 3), np.uint8),
@@ -62,14 +67,21 @@ def measure(depth, image_size, batch, supcon, xla, precision, width, steps, warm
   batch_t = {"views": tf.constant(rng.random((samples, views, image_size, image_size, 3)),
                                   tf.float32),
              "labels": tf.constant(rng.integers(0, 100, samples), tf.int32)}
+  return (lambda: trainer.train_step(1, batch_t)), samples * views
+
+
+def measure(depth, image_size, batch, supcon, xla, precision, width, steps, warmup):
+  """Encoder images per second of the train step (median over `steps`)."""
+  step, images = make_step(
+      _config(depth, image_size, batch, supcon, xla, precision, width), supcon)
   for _ in range(warmup):
-    trainer.train_step(1, batch_t)
+    step()
   times = []
   for _ in range(steps):
     t0 = time.perf_counter()
-    trainer.train_step(1, batch_t)  # returns metric values: synchronises
+    step()  # returns metric values: synchronises
     times.append(time.perf_counter() - t0)
-  return samples * views / statistics.median(times)
+  return images / statistics.median(times)
 
 
 def main(argv=None):
