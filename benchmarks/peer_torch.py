@@ -97,7 +97,7 @@ class Step:
     self.opt.zero_grad(set_to_none=True)
     loss.backward()
     self.opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 class LossStep:
@@ -113,4 +113,4 @@ class LossStep:
     self.features.grad = None
     loss = supcon_loss(self.features, self.labels)
     loss.backward()
-    return float(loss)
+    return float(loss.detach())
