@@ -18,6 +18,10 @@ Columns:
     minus its RSS just before the first step (TensorFlow loaded, inputs
     created); includes TensorFlow's own workspaces and allocator caching. Only
     with isolation.
+  floor: the analytic floor, the loss's two [n, d] x [d, n]-sized matrix
+    products (forward logits, backward gradient; n = views x batch) timed alone
+    as tf.matmul on this machine, with the rate they reach (GFLOP/s) and the
+    loss's time as a multiple of it. --no-floor skips it.
 """
 
 import argparse
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import time
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _parse_args(argv=None):
@@ -55,6 +60,8 @@ def _parse_args(argv=None):
   parser.add_argument("--isolate", action=argparse.BooleanOptionalAction,
                       default=True,
                       help="run each batch size in a fresh subprocess (default)")
+  parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                      help="also time the loss's matrix products alone (the floor)")
   parser.add_argument("--_child_batch", type=int, default=0,
                       help=argparse.SUPPRESS)
   return parser.parse_args(argv)
@@ -114,12 +121,43 @@ def _measure(args, batch):
     start = time.perf_counter()
     run_once()
     times.append(time.perf_counter() - start)
+  floor = _matmul_floor(tf, args, batch, times) if args.floor else None
 
   if held_before is not None:
     tf_peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - held_before
   rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
   return dict(batch=batch, loss=loss, median_s=statistics.median(times),
-              min_s=min(times), tf_peak=tf_peak, rss_peak=rss_peak)
+              min_s=min(times), tf_peak=tf_peak, rss_peak=rss_peak, floor=floor)
+
+
+def _matmul_floor(tf, args, batch, loss_times):
+  """The loss's analytic floor on this machine: its matrix products alone.
+
+  On one device with every view an anchor, the loss needs two products of
+  [n, d] x [d, n] size (n = views x batch): the logits u u^T in the forward pass
+  and (G + G^T) u in the backward pass. Both are timed here as plain `tf.matmul`s
+  on the same shapes, right after the loss in the same process (as many runs),
+  so that both see the same machine state. Returns (floor seconds, GFLOP/s of
+  the products).
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  n = args.views * batch
+  rng = np.random.default_rng(1)
+  u = tf.constant(rng.normal(size=(n, args.dim)).astype(np.float32))
+  g = tf.constant(rng.normal(size=(n, n)).astype(np.float32))
+
+  @tf.function
+  def products():
+    return tf.matmul(u, u, transpose_b=True)[0, 0] + tf.matmul(g, u)[0, 0]
+
+  products()
+  times = []
+  for _ in range(len(loss_times)):
+    start = time.perf_counter()
+    products().numpy()
+    times.append(time.perf_counter() - start)
+  seconds = statistics.median(times)
+  return seconds, 2 * 2 * n * n * args.dim / seconds / 1e9
 
 
 def _run_child(args, batch):
@@ -127,7 +165,9 @@ def _run_child(args, batch):
   for name, value in vars(args).items():
     if name in ("batch_sizes", "isolate", "_child_batch"):
       continue
-    if isinstance(value, bool):
+    if name == "floor":
+      cmd.append("--floor" if value else "--no-floor")
+    elif isinstance(value, bool):
       if value:
         cmd.append(f"--{name}")
     else:
@@ -170,7 +210,8 @@ def main(argv=None):
   print()
   header = (f"{'local batch':>11} {'views x batch':>13} {'logits':>13} "
             f"{'median ms':>10} {'min ms':>9} {'tf_peak MiB':>12} "
-            f"{'rss_peak MiB':>13} {'loss':>8}")
+            f"{'rss_peak MiB':>13} {'loss':>8}"
+            + (f" {'floor ms':>9} {'GFLOP/s':>8} {'loss/floor':>10}" if args.floor else ""))
   print(header)
   print("-" * len(header))
   for batch in batches:
@@ -182,8 +223,15 @@ def main(argv=None):
     rss = result["rss_peak"] if args.isolate else None
     print(f"{batch:>11} {n:>13} {f'{n}x{n}':>13} "
           f"{result['median_s'] * 1e3:>10.1f} {result['min_s'] * 1e3:>9.1f} "
-          f"{_mib(result['tf_peak']):>12} {_mib(rss):>13} {result['loss']:>8.4f}",
-          flush=True)
+          f"{_mib(result['tf_peak']):>12} {_mib(rss):>13} {result['loss']:>8.4f}"
+          + _floor_columns(result), flush=True)
+
+
+def _floor_columns(result):
+  if not result.get("floor"):
+    return ""
+  seconds, gflops = result["floor"]
+  return f" {seconds * 1e3:>9.1f} {gflops:>8.1f} {result['median_s'] / seconds:>10.2f}"
 
 
 if __name__ == "__main__":

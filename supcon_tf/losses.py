@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional, Union
 import tensorflow as tf
 import tf_keras as keras
 
+from supcon_tf import losses_fused
 from supcon_tf.config import ContrastMode, DenominatorMode, SummationLocation
 
 __all__ = [
@@ -224,6 +225,17 @@ def supcon_loss(features,
 
   if gathered is None:
     gathered = gather_global_batch(features, labels)
+  # One scope for the math (forward and, as gradient_tape/supcon_loss/..., backward):
+  # profiles and graphs show the loss as one block.
+  with tf.name_scope("supcon_loss"):
+    return _loss_math(features, labels, gathered, temperature, contrast_mode,
+                      summation, denominator, positives_cap, scale_by_temperature,
+                      num_views)
+
+
+def _loss_math(features, labels, gathered, temperature, contrast_mode, summation,
+               denominator, positives_cap, scale_by_temperature, num_views):
+  """`supcon_loss` after validation and the gather (same arguments)."""
   features = tf.cast(features, tf.float32)
   labels = _class_ids(labels)
   global_features = tf.cast(gathered.features, tf.float32)
@@ -249,15 +261,27 @@ def supcon_loss(features,
     kept_other = tf.logical_and(other_same, rank <= positives_cap // num_views)
     kept_same = tf.logical_or(kept_other, is_self_sample)
 
+  if (summation == Summation.OUTSIDE and denominator == Denominator.ALL
+      and positives_cap < 0):
+    # The paper's loss (and SimCLR's): the fused path, same numbers, far fewer
+    # passes over the [anchors, global views] logits.
+    all_views = contrast_mode == ContrastMode.ALL_VIEWS
+    return losses_fused.supcon_outside_all(
+        features[:, :num_views if all_views else 1], global_features, num_views,
+        same_class, offset, temperature, scale_by_temperature,
+        # One replica (the gather was the identity): anchors == contrast views.
+        symmetric=all_views and global_features is features)
+
   # View-level layout: rows are anchors, ordered view-major
   # ([v0 of every local sample, v1 of every local sample, ...]); columns are the
   # global views, view-major likewise.
   num_anchor_views = num_views if contrast_mode == ContrastMode.ALL_VIEWS else 1
   contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
                         [num_views * global_batch, -1])
+  # 1/tau on the anchors [N, d], not on the logits [N, M].
   anchors = tf.reshape(tf.transpose(features[:, :num_anchor_views], [1, 0, 2]),
-                       [num_anchor_views * local_batch, -1])
-  logits = tf.matmul(anchors, contrast, transpose_b=True) / temperature
+                       [num_anchor_views * local_batch, -1]) / temperature
+  logits = tf.matmul(anchors, contrast, transpose_b=True)
 
   tile = [num_anchor_views, num_views]
   anchor_view = tf.repeat(tf.range(num_anchor_views), local_batch)

@@ -455,6 +455,7 @@ def _numerical_grad_of_reference(x, labels, kwargs, eps=1e-6):
     dict(denominator="one_positive"),
     dict(denominator="only_negatives", summation="inside"),
     dict(contrast_mode="one_view", positives_cap=2),
+    dict(contrast_mode="one_view"),  # the fused path's two-product backward
     dict(positives_cap=0, scale_by_temperature=False),
 ], ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "default")
 def test_gradient_matches_finite_differences(kwargs):
