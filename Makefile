@@ -21,6 +21,10 @@ data:
 	@FASHION_MNIST_DIR=$(FASHION_MNIST_DIR) sh scripts/ensure_data.sh
 
 demo: setup
+	@echo "make demo: SupCon on Fashion-MNIST, expected ~8 min on a 2-core CPU where" \
+	  "benchmarks/train_step_benchmark.py --depths=18 --xla=off gives ~40 ResNet-18 images/s" \
+	  "(~11 min where it gives ~19 with TF_ENABLE_ONEDNN_OPTS=0); measured 2026-12-04," \
+	  "see README 'Measured numbers'. The progress lines show the training ETA."
 	$(PY) -m supcon_tf.run --flagfile=experiments/fashion_mnist.cfg
 
 demo-ce: setup

@@ -21,7 +21,9 @@ made of once the matrix product is fast:
     |P(r)| = V * (same-class samples, i included) - 1.
 
 So the work on [N, M] is the forward product, one scatter, max, exp, sum, and in
-the backward pass one scaled copy and the two products of the gradient — the floor
+the backward pass one scaled copy and the gradient's products: two across replicas
+(anchors and gathered views are different tensors), one on a single device, where
+the logits are symmetric (`_lse_of_self_products`). The products are the floor
 `benchmarks/loss_benchmark.py` reports. No flags, no strategy: the caller passes
 the gathered global batch.
 """

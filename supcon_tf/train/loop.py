@@ -239,8 +239,13 @@ class Trainer:
                            step)
       if self.source.reports_corrupt:
         corrupt.add(step, chunk, values["corrupt_images"])
-      rate = (step - stage_start_step) / max(time.time() - stage_start_time, 1e-9)
-      eta = (plan.end_step - step) / max(rate, 1e-9)  # this stage's remaining time
+      seconds_per_step = (time.time() - stage_start_time) / max(
+          step - stage_start_step, 1)
+      eta = (plan.end_step - step) * seconds_per_step  # this stage's remaining time
+      # The rest of training: later stages extrapolated by their relative cost.
+      run_eta = plan_lib.remaining_seconds(
+          self.stages, plan, step, seconds_per_step,
+          self.cfg.model.stop_gradient_before_classification_head)
       if step % rt.checkpoint_steps == 0 or step == plan.end_step:
         self.save()
       last = values
@@ -250,7 +255,8 @@ class Trainer:
       self._log(
           f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
           f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
-          f"{images_per_sec:.0f} images/s | stage ETA {format_seconds(eta)}")
+          f"{images_per_sec:.0f} images/s | stage ETA {format_seconds(eta)}"
+          + (f" | training ETA {format_seconds(run_eta)}" if run_eta > eta else ""))
     if plan.contrastive and step == plan.end_step and rt.projector_examples:
       self.write_projector(f"stage_{plan.index}")
     return step, last

@@ -46,6 +46,51 @@ class StagePlan:
                                 not stop_gradient_before_classifier)
 
 
+def relative_step_cost(plan: StagePlan, stop_gradient_before_classifier: bool) -> float:
+  """A stage's encoder work per step, in forward passes of one sample's view.
+
+  Views per sample, times 3 when the gradient reaches the encoder (a backward
+  pass costs about two forward ones), else 1 (frozen encoder: forward only).
+  Used to extrapolate a measured stage's speed to the stages still to come; the
+  batch is the same in every stage.
+
+  Args:
+    plan: the stage.
+    stop_gradient_before_classifier: the model's
+      `stop_gradient_before_classification_head`.
+
+  Returns:
+    The cost (0 for a stage without steps).
+  """
+  if plan.num_steps == 0:
+    return 0.0
+  return plan.num_views * (3.0 if plan.trains_encoder(stop_gradient_before_classifier)
+                           else 1.0)
+
+
+def remaining_seconds(stages: List[StagePlan], current: StagePlan, step: int,
+                      seconds_per_step: float,
+                      stop_gradient_before_classifier: bool) -> float:
+  """Estimated time to the end of training, from the current stage's speed.
+
+  Args:
+    stages: the plan.
+    current: the stage being trained.
+    step: the global step reached.
+    seconds_per_step: measured in `current`.
+    stop_gradient_before_classifier: as in `relative_step_cost`.
+
+  Returns:
+    Seconds for the rest of `current` plus the later stages, each scaled by its
+    `relative_step_cost` against the current one's.
+  """
+  unit = seconds_per_step / max(
+      relative_step_cost(current, stop_gradient_before_classifier), 1e-9)
+  later = sum(p.num_steps * relative_step_cost(p, stop_gradient_before_classifier)
+              for p in stages if p.first_step >= current.end_step)
+  return (current.end_step - step) * seconds_per_step + later * unit
+
+
 def plan_stages(cfg: config_lib.Config, num_train_examples: int,
                 steps_per_epoch: Optional[int] = None) -> List[StagePlan]:
   """The stages' step ranges.

@@ -65,3 +65,24 @@ def test_which_stages_train_the_encoder(tmp_path):
 def test_a_batch_larger_than_the_training_split_is_refused(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="larger than the 5 training"):
     plan_lib.plan_stages(_config(tmp_path), 5)
+
+
+def test_relative_step_cost_and_remaining_time(tmp_path):
+  cfg = _config(tmp_path)
+  cfg = dataclasses.replace(
+      cfg, data=dataclasses.replace(cfg.data, num_views=2),
+      stage_1=dataclasses.replace(cfg.stage_1, steps=10),
+      stage_2=dataclasses.replace(cfg.stage_2, steps=30, cross_entropy_loss_weight=1.0))
+  one, two = plan_lib.plan_stages(cfg, 100)
+  # Contrastive: 2 views through forward + backward; linear stage: 1 view, forward.
+  assert plan_lib.relative_step_cost(one, True) == 6.0
+  assert plan_lib.relative_step_cost(two, True) == 1.0
+  # Cross-entropy reaching the encoder trains it.
+  assert plan_lib.relative_step_cost(two, False) == 3.0
+  # 4 steps of stage 1 done at 0.6 s/step: 6 left (3.6 s) + 30 steps of stage 2
+  # at a sixth of the cost (0.1 s/step).
+  assert abs(plan_lib.remaining_seconds([one, two], one, 4, 0.6, True) - 6.6) < 1e-9
+  # In the last stage only its own rest counts.
+  assert abs(plan_lib.remaining_seconds([one, two], two, 20, 0.1, True) - 2.0) < 1e-9
+  empty = dataclasses.replace(two, num_steps=0)
+  assert plan_lib.relative_step_cost(empty, True) == 0.0
