@@ -4,7 +4,6 @@ classes.json, eval results, the non-chief scratch path."""
 
 import dataclasses
 import enum
-import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 from supcon_tf import config as config_lib
 from supcon_tf import workdir
 from supcon_tf.data import sources
+from tests import cli
 from tests import testing
 
 Mode = config_lib.Mode
@@ -55,18 +55,6 @@ def _other_value(f, value):
     return value + "_x"
   elem_type = typing.get_args(f.type)[0]
   return tuple(elem_type(v) for v in (value or (1, 2))[::-1]) + (elem_type(7),)
-
-
-def _digest(path):
-  """sha256 over the relative paths and bytes of every file under `path`."""
-  digest = hashlib.sha256()
-  for directory, _, files in sorted(os.walk(path)):
-    for name in sorted(files):
-      full = os.path.join(directory, name)
-      digest.update(os.path.relpath(full, path).encode())
-      with open(full, "rb") as f:
-        digest.update(f.read())
-  return digest.hexdigest()
 
 
 # ------------------------------------------------------------------ config.json
@@ -114,7 +102,7 @@ def test_a_refusal_names_every_field_with_both_values_on_one_line(tmp_path):
   first = _config(tmp_path)
   first = _replace(_replace(first, "stage_1.epochs", 5.0), "runtime.batch_size", 256)
   workdir.write_config_once(first)
-  digest = _digest(tmp_path)
+  digest = cli.tree_digest(tmp_path)
   command = _replace(_replace(first, "stage_1.epochs", 3.0), "runtime.batch_size", 128)
   command = _replace(command, "runtime.log_steps", 9)  # allowed: not named
   with pytest.raises(config_lib.ConfigError) as info:
@@ -123,7 +111,7 @@ def test_a_refusal_names_every_field_with_both_values_on_one_line(tmp_path):
       f"model_dir {tmp_path} holds --stage_1_epochs=5.0 --batch_size=256; this "
       "command says --stage_1_epochs=3.0 --batch_size=128 (use a new --model_dir, or "
       "--overwrite to start over)")
-  assert _digest(tmp_path) == digest
+  assert cli.tree_digest(tmp_path) == digest
   # Lists and strings are written as flags a user can paste.
   cfg = _replace(first, "model.projection_head_layers", (64, 32))
   cfg = _replace(cfg, "data.train_split", "train[:90%]")
