@@ -15,7 +15,8 @@ Reads the newest TF profiler trace (`*.xplane.pb`) under `<model_dir>/plugins/pr
   .venv/bin/python -m supcon_tf.run --flagfile=experiments/fashion_mnist.cfg \
       --model_dir=/tmp/prof --resnet_width=1 --image_size=32 --batch_size=32 \
       --projection_head_layers=512,128 --stage_1_steps=14 --stage_2_epochs=0 \
-      --profile_steps=6,12 --mode=train --steps_per_loop=14 --export_at_end=false
+      --profile_steps=6,12 --mode=train --steps_per_loop=14 --export_at_end=false \
+      --overwrite
   .venv/bin/python benchmarks/profile_summary.py /tmp/prof --steps=6
 
 The same trace opens in TensorBoard's Profile tab (`tensorboard --logdir=/tmp/prof`).

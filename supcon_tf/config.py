@@ -212,6 +212,9 @@ def _stage_2_default():
 class RuntimeConfig:
   mode: Mode = field(Mode.TRAIN_THEN_EVAL, "train, eval or train_then_eval.")
   model_dir: str = field("", "Checkpoints, summaries and config.json go here.")
+  overwrite: bool = field(
+      False, "Start over: remove what a previous run left in --model_dir (see "
+      "workdir.RUN_OUTPUTS) before training. Refused with --mode=eval/export.")
   strategy: StrategyType = field(StrategyType.DEFAULT, "Distribution strategy.")
   num_virtual_cpus: int = field(
       0, "With --strategy=mirrored and no GPU: split the CPU into N logical devices.")
@@ -273,9 +276,8 @@ class Config:
   def from_dict(cls, d):
     """Inverse of `to_dict` (for config.json).
 
-    A missing section takes its default. A missing key takes the default of its
-    dataclass field; for a stage that is `StageConfig`'s, not the stage's own.
-    Keys that name no field are ignored.
+    A missing section or key takes its default in `Config()` (a stage's key: that
+    stage's own default, e.g. stage_1.optimizer lars). Keys naming no field are ignored.
 
     Args:
       d: a dict as written by `to_dict` (e.g. `json.loads` of config.json).
@@ -286,22 +288,22 @@ class Config:
     Raises:
       ValueError: an enum value is unknown.
     """
-    def build(dc_type, values):
+    def build(default, values):
       kwargs = {}
-      for f in dataclasses.fields(dc_type):
+      for f in dataclasses.fields(default):
         if f.name not in values:
           continue
         v = values[f.name]
         if dataclasses.is_dataclass(f.type):
-          kwargs[f.name] = build(f.type, v)
+          kwargs[f.name] = build(getattr(default, f.name), v)
         elif isinstance(f.type, type) and issubclass(f.type, enum.Enum):
           kwargs[f.name] = f.type(v)
         elif isinstance(v, list):
           kwargs[f.name] = tuple(v)
         else:
           kwargs[f.name] = v
-      return dc_type(**kwargs)
-    return build(cls, d)
+      return dataclasses.replace(default, **kwargs)
+    return build(cls(), d)
 
 
 SECTIONS = ("data", "model", "loss", "stage_1", "stage_2", "runtime")
@@ -397,3 +399,6 @@ def validate(config: Config) -> None:
   check(r.summary_images >= 0 and r.projector_examples >= 0,
         "--summary_images and --projector_examples must be >= 0")
   check(bool(r.model_dir), "--model_dir is required")
+  check(not (r.overwrite and r.mode in (Mode.EVAL, Mode.EXPORT)),
+        f"--overwrite starts a training run over; --mode={r.mode.value} reads the run "
+        "in --model_dir: drop one of them")

@@ -7,7 +7,7 @@ are float32 images [batch, H, W, C] in [0, 1]. Each model has `__call__(images,
 training=False)`, `variables`, `trainable_variables`, `regularization_losses` and a
 `serving_default` signature, so it loads with `hub.load`, `hub.KerasLayer`,
 `tf.saved_model.load` and Keras 3's `TFSMLayer` (README: "Using an exported encoder").
-The directory is replaced atomically (`workdir.write_directory_atomic`). What is
+The directory is replaced atomically (`atomic.write_directory_atomic`). What is
 exported is the caller's to say: a model and an `ExportMetadata` (the trainer's glue
 is `train.Trainer.export`).
 """
@@ -20,8 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from supcon_tf import atomic
 from supcon_tf import config as config_lib
-from supcon_tf import workdir
 
 ENCODER = "encoder"
 PROJECTION = "projection"
@@ -215,7 +215,7 @@ def export_models(model, metadata: ExportMetadata, export_dir: str,
                             signatures={"serving_default": obj.serve},
                             options=save_options)
         if i == 0:
-          workdir.test_pause("partial")
+          atomic.test_pause("partial")
     info = {
         "format": "TF-Hub reusable SavedModel (TF2 format)",
         "models": {name: {"path": name,
@@ -238,7 +238,7 @@ def export_models(model, metadata: ExportMetadata, export_dir: str,
     with tf.io.gfile.GFile(os.path.join(tmp_dir, INFO_FILE), "w") as f:
       f.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
-  workdir.write_directory_atomic(export_dir, write)
+  atomic.write_directory_atomic(export_dir, write)
   return {name: os.path.join(export_dir, name) for name in names}
 
 

@@ -111,3 +111,22 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib
         cfg.runtime, strategy=config_lib.StrategyType.TPU))
   config_lib.validate(cfg)
   return cfg
+
+
+def given_fields(flag_values: flags.FlagValues = flags.FLAGS) -> frozenset:
+  """The config leaves the command line (or a flagfile) sets, as dotted names.
+
+  --image_dir also counts as giving `data.dataset` (it sets it, see
+  `config_from_flags`).
+
+  Args:
+    flag_values: parsed flags, defined by `define_flags`.
+
+  Returns:
+    E.g. {"runtime.mode", "stage_1.steps"}.
+  """
+  given = {f"{section}.{f.name}" for section, f, name, _ in _leaf_fields()
+           if flag_values[name].present}
+  if "data.image_dir" in given and flag_values["image_dir"].value:
+    given.add("data.dataset")
+  return frozenset(given)

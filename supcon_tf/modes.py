@@ -1,8 +1,10 @@
 """The modes of a run: train, eval, train_then_eval, export, dry_run.
 
 `run(cfg)` checks the model_dir against the config, creates the strategy and the
-source, writes config.json and classes.json (the chief of a training run), and
-drives the `Trainer`. Everything that can be refused is refused before training.
+source, and once nothing is left to refuse, the chief of a training run starts the
+model_dir over (--overwrite) and writes classes.json and config.json (once); then it
+drives the `Trainer`. Everything that can be refused is refused before anything is
+written.
 """
 
 from absl import logging
@@ -46,8 +48,7 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     ConfigError: a refusal (model_dir, data, strategy, batch), one line.
     RunError: a run that stopped (non-finite loss, too many undecodable images).
   """
-  if cfg.runtime.mode != config_lib.Mode.DRY_RUN:
-    workdir.check_config(cfg)
+  workdir.check_config(cfg)
   rt = cfg.runtime
   try:
     strategy = distribute.create_strategy(rt.strategy, rt.tpu, rt.num_virtual_cpus)
@@ -67,11 +68,23 @@ def run(cfg: config_lib.Config, verbose: bool = True):
   source = sources.load_source(cfg.data)
   is_chief = distribute.is_chief(strategy)
   training = rt.mode not in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT)
-  # The label ids must mean the same classes as in the existing checkpoints.
-  workdir.check_and_write_classes(rt.model_dir, source.name, source.class_names,
-                                  write=is_chief and training)
+  if training:  # refused here rather than by the Trainer, before anything is written
+    train.plan_stages(cfg, source.num_train, source.steps_per_epoch(
+        rt.batch_size, distribute.num_input_pipelines(strategy)))
+  if training and rt.overwrite and is_chief:
+    # Before the Trainer: under MultiWorkerMirroredStrategy the variables' initial
+    # values come from the chief, so no worker restores before this is done.
+    line = workdir.start_over(rt.model_dir)
+    if verbose:
+      print(line, flush=True)
+    else:
+      logging.warning(line)
+  if not (rt.overwrite and not is_chief):  # (a worker could still see the old file)
+    # The label ids must mean the same classes as in the existing checkpoints.
+    workdir.check_and_write_classes(rt.model_dir, source.name, source.class_names,
+                                    write=is_chief and training)
   if is_chief and training:
-    workdir.write_config(cfg)
+    workdir.write_config_once(cfg)
   if verbose and is_chief:
     print(f"{source.name} from {source.origin}: {source.num_train} train / "
           f"{source.num_eval} eval images, {source.num_classes} classes; "

@@ -1,7 +1,9 @@
 r"""The command line: `python -m supcon_tf.run --flagfile=experiments/fashion_mnist.cfg`.
 
 The only module that reads flags; the modes themselves are in `modes.py`. Bad flags
-or values fail before anything expensive with one line on stderr and exit code 1.
+or values, and a command that would change what the run in --model_dir computes
+(`workdir.config_for_command`), fail before TensorFlow loads, with one line on stderr
+and exit code 1.
 """
 
 import os
@@ -16,6 +18,7 @@ from absl import logging
 from supcon_tf import config as config_lib
 from supcon_tf import errors
 from supcon_tf import flags as flags_lib
+from supcon_tf import workdir
 
 FLAGS = flags.FLAGS
 flags_lib.define_flags(FLAGS)
@@ -43,6 +46,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # progress lines are printed instead
   try:
     cfg = flags_lib.config_from_flags(FLAGS)
+    # The model_dir's contract: a resume may not change what the run computes;
+    # eval/export take the run's configuration from its config.json.
+    cfg = workdir.config_for_command(cfg, flags_lib.given_fields(FLAGS))
     # TensorFlow loads only now that the flags are valid: a bad flag fails in a
     # fraction of a second instead of after the seconds TensorFlow takes to load.
     from supcon_tf import modes  # pylint: disable=g-import-not-at-top

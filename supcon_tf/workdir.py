@@ -1,30 +1,36 @@
-"""The model_dir contract: what a run keeps where, and how it is written.
+"""The model_dir contract: what a run keeps where, and what a later command may change.
 
-Layout of a model_dir:
+Layout of a model_dir (`RUN_OUTPUTS`: what runs create there; `--overwrite` removes
+exactly these):
 
-- `config.json`: the resolved configuration of the run (`Config.to_json`);
+- `config.json`: the resolved configuration of the run that created the model_dir,
+  written once (`write_config_once`) and never rewritten;
 - `classes.json`: the class names behind the label ids (when the source has them);
 - `ckpt-<step>.*`, `checkpoint`: the checkpoints (`tf.train.CheckpointManager`);
 - `train/`, `eval/`: TensorBoard event files; `projector/<name>/`: embeddings;
+  `plugins/profile/`: --profile_steps traces;
 - `eval_results.json`: the latest evaluation;
 - `export/`: the TF-Hub SavedModels (unless --export_dir says otherwise);
 - `tmp_worker/<task>/`: scratch of non-chief workers under MultiWorkerMirroredStrategy
   (every worker must take part in saving; only the chief writes the real files).
 
-Every file is written whole or not at all: `write_text_atomic` writes a sibling and
-renames it into place; `write_directory_atomic` does the same for a directory tree
-(a crash leaves the previous complete directory, the new complete one, or nothing at
-the target path, never a partial one).
+The contract: a later command on the same model_dir computes what the first run
+computed. It may differ only in the fields of `MAY_DIFFER`; any other difference is
+refused (`check_config`) before anything is built. --mode=eval/export take the run's
+configuration from config.json (`config_for_command`).
+
+No TensorFlow at import: `run.py` checks the model_dir before TensorFlow loads (local
+files are read with `open`; gs:// and other file systems through `atomic.gfile`).
+Files are written whole or not at all (`atomic.py`).
 """
 
+import fnmatch
 import json
 import os
-import sys
-import time
-from typing import Callable, Optional
+import shlex
+from typing import FrozenSet, List, Optional, Tuple
 
-import tensorflow as tf
-
+from supcon_tf import atomic
 from supcon_tf import config as config_lib
 
 CONFIG_FILE = "config.json"
@@ -33,17 +39,15 @@ EVAL_RESULTS_FILE = "eval_results.json"
 EXPORT_DIR = "export"
 SCRATCH_DIR = "tmp_worker"
 
-# Test hooks. PAUSE_ENV="PHASE:SECONDS[,PHASE:SECONDS...]" makes a write print
-# "supcon-export-pause PHASE" on stderr and sleep at that point, for SECONDS or until
-# a file named PHASE appears in the directory named by RESUME_ENV. Phases of
-# `write_directory_atomic`: "written" (the temporary directory is complete, nothing
-# renamed yet), "swapped" (the previous directory is renamed aside, the new one is not
-# in place yet); the export adds "partial" (see `export.py`).
-PAUSE_ENV = "SUPCON_EXPORT_TEST_PAUSE"
-RESUME_ENV = "SUPCON_EXPORT_TEST_RESUME"
-
-_TMP_MARK = ".tmp-"
-_OLD_MARK = ".old-"
+# Everything runs create in a model_dir (fnmatch patterns), for --overwrite. Files of
+# the user's own in the directory are left alone; an --export_dir outside it too (the
+# next export replaces it).
+RUN_OUTPUTS = (
+    CONFIG_FILE, CLASSES_FILE, EVAL_RESULTS_FILE,
+    "checkpoint", "checkpoint.tmp*", "ckpt-*",  # tf.train.CheckpointManager
+    "train", "eval", "projector", "plugins",  # summaries, projector, profile traces
+    EXPORT_DIR, SCRATCH_DIR,
+    f"*{atomic.TMP_MARK}*", f"*{atomic.OLD_MARK}*")  # interrupted atomic writes
 
 
 # ------------------------------------------------------------------ layout
@@ -72,29 +76,11 @@ def scratch_dir(model_dir: str, task_id: int) -> str:
   return os.path.join(model_dir, SCRATCH_DIR, str(task_id))
 
 
-# ------------------------------------------------------------------ atomic writes
-def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a sibling temporary file and a rename.
-
-  Args:
-    path: the target file (local or any tf.io.gfile file system); its directory is
-      created if missing.
-    text: the content.
-  """
-  parent = os.path.dirname(path)
-  if parent:
-    tf.io.gfile.makedirs(parent)
-  tmp = f"{path}{_TMP_MARK}{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def read_json(path: str) -> Optional[dict]:
   """The JSON object in a file.
 
   Args:
-    path: the file.
+    path: the file (local: read without TensorFlow; else through tf.io.gfile).
 
   Returns:
     Its object, or None if there is no such file.
@@ -102,146 +88,236 @@ def read_json(path: str) -> Optional[dict]:
   Raises:
     ConfigError: the file is not valid JSON.
   """
-  if not tf.io.gfile.exists(path):
+  local = "://" not in path
+  if not (os.path.exists(path) if local else atomic.gfile().exists(path)):
     return None
-  with tf.io.gfile.GFile(path) as f:
+  with (open(path) if local else atomic.gfile().GFile(path)) as f:
     try:
       return json.load(f)
     except ValueError:
       raise config_lib.ConfigError(f"{path} is not valid JSON") from None
 
 
-def test_pause(phase: str) -> None:
-  """The test hook (see PAUSE_ENV); does nothing unless the variable is set.
+# ------------------------------------------------------------------ the contract
+# The config leaves (dotted "section.field") a later command on a model_dir may set
+# differently from the run that created it: none changes what the run computes (its
+# checkpoints, losses, accuracies), only where things are, how fast they run, or what
+# else is written. Every other leaf is compared, so a new Config field is refused
+# when changed until it is listed here with its reason (tests/workdir_test.py walks
+# every leaf).
+MAY_DIFFER = frozenset({
+    # Where the data is, not which data: the dataset, its splits and example counts
+    # are compared, and classes.json pins the class names. Taken from config.json
+    # unless the command gives them (`_FROM_RUN_UNLESS_GIVEN`).
+    "data.data_dir", "data.fashion_mnist_dir", "data.image_dir",
+    # tf.data's private thread pool: speed. The input is seeded per example; with
+    # --deterministic (compared) the order is kept whatever the pool size.
+    "data.input_threads",
+    # The bound at which a run stops for undecodable images, not what it computes.
+    "data.max_corrupt_fraction",
+    # The same blur with each view's own seed, applied to the batch instead of each
+    # image (views_test/pipeline_test: equal to 1e-5).
+    "data.defer_blur",
+    # What this command does with the run, and where the run is (a moved or copied
+    # model_dir keeps working).
+    "runtime.mode", "runtime.model_dir",
+    # The replicas: --batch_size (the global batch) is compared, the loss takes its
+    # negatives from the gathered global batch and BatchNorm is synchronised
+    # (--use_global_batch_norm, compared), so only the summation order changes.
+    "runtime.strategy", "runtime.tpu", "runtime.num_virtual_cpus",
+    # Evaluation pads the split to whole batches and counts only real examples, with
+    # BatchNorm in inference mode: the same top-1/top-5 at any evaluation batch.
+    "runtime.eval_batch_size",
+    # The same step compiled by XLA: floating-point rounding only (step_test).
+    "runtime.jit_compile",
+    # How many steps one call into the compiled loop runs, and when checkpoints are
+    # saved and kept: the input is indexed by the global step and the optimizer
+    # takes the same steps, so a resume from any checkpoint continues the same run.
+    "runtime.steps_per_loop", "runtime.checkpoint_steps", "runtime.keep_checkpoint_max",
+    # Progress lines and profiler traces.
+    "runtime.log_steps", "runtime.profile_steps",
+    # Where and whether the SavedModels of the trained variables are written.
+    "runtime.export_dir", "runtime.export_at_end",
+    # TensorBoard extras built from their own pipelines (never the training batches).
+    "runtime.summary_images", "runtime.projector_examples",
+    # This command's action on the directory, not a setting of the run.
+    "runtime.overwrite",
+})
+# Data locations a command need not repeat: a command that does not give them reads
+# the data where the run read it (the same data), not at the flag's default.
+_FROM_RUN_UNLESS_GIVEN = frozenset({"data.data_dir", "data.fashion_mnist_dir",
+                                    "data.image_dir"})
+_READERS = (config_lib.Mode.EVAL, config_lib.Mode.EXPORT)
+
+
+def _flat(d: dict) -> dict:
+  """{"section.field": value} of a `Config.to_dict()`-shaped dict."""
+  return {f"{s}.{k}": v for s, section in d.items() if isinstance(section, dict)
+          for k, v in section.items()}
+
+
+def differences(stored: dict, cfg: config_lib.Config,
+                names: Optional[FrozenSet[str]] = None) -> List[Tuple[str, object, object]]:
+  """The leaves outside `MAY_DIFFER` in which `cfg` differs from a config.json.
+
+  A key config.json lacks (written before the field existed) counts as the field's
+  default in `Config()` (a stage's own default), i.e. what that run used.
 
   Args:
-    phase: the point reached ("partial", "written" or "swapped").
+    stored: config.json's object.
+    cfg: this command's config.
+    names: compare only these dotted leaves (None: all).
+
+  Returns:
+    [(dotted name, config.json's value, this command's value)], in `Config` order,
+    values as in `to_dict` (enum values, lists).
   """
-  spec = os.environ.get(PAUSE_ENV, "")
-  for item in filter(None, spec.split(",")):
-    name, _, seconds = item.partition(":")
-    if name != phase:
-      continue
-    print(f"supcon-export-pause {phase}", file=sys.stderr, flush=True)
-    resume = os.path.join(os.environ.get(RESUME_ENV, ""), phase)
-    deadline = time.time() + float(seconds or 60)
-    while time.time() < deadline and not (os.environ.get(RESUME_ENV) and
-                                          os.path.exists(resume)):
-      time.sleep(0.05)
+  old = {**_flat(config_lib.Config().to_dict()), **_flat(stored)}
+  return [(name, old[name], value) for name, value in _flat(cfg.to_dict()).items()
+          if name not in MAY_DIFFER and (names is None or name in names)
+          and old[name] != value]
 
 
-def _pid_alive(pid: int) -> bool:
-  if pid == os.getpid():
-    return True
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
+def as_flag(name: str, value) -> str:
+  """`--flag=value` of a dotted leaf and a `to_dict` value, as a user would type it."""
+  section, key = name.split(".")
+  if isinstance(value, bool):
+    text = "true" if value else "false"
+  elif isinstance(value, list):
+    text = ",".join(str(v) for v in value)
+  else:
+    text = str(value)
+  return f"--{config_lib.flag_name(section, key)}={shlex.quote(text)}"
 
 
-def _remove_stale(target: str) -> None:
-  """Deletes `<target>.tmp-<pid>`/`.old-<pid>` left by processes that are gone."""
-  parent = os.path.dirname(target) or "."
-  base = os.path.basename(target)
-  if not tf.io.gfile.isdir(parent):
-    return
-  for entry in tf.io.gfile.listdir(parent):
-    entry = entry.rstrip("/")
-    for mark in (_TMP_MARK, _OLD_MARK):
-      if entry.startswith(base + mark):
-        pid = entry[len(base + mark):]
-        local = "://" not in target
-        if pid.isdigit() and local and _pid_alive(int(pid)):
-          continue  # another live writer (or ours)
-        tf.io.gfile.rmtree(os.path.join(parent, entry))
+def check_config(cfg: config_lib.Config,
+                 given: Optional[FrozenSet[str]] = None) -> Optional[dict]:
+  """Refuses a command that would change what the run in its model_dir computes.
 
-
-def write_directory_atomic(target: str, write: Callable[[str], None]) -> None:
-  """Calls `write(tmp_dir)`, then puts `tmp_dir` at `target`.
-
-  The previous `target` (if any) is renamed to `<target>.old-<pid>`, the new one
-  renamed into place and the old one deleted; on an error the previous directory is
-  put back. Leftover `.tmp-*`/`.old-*` siblings of dead processes are removed first.
+  Training modes compare every leaf; --mode=eval/export (which take the rest from
+  config.json, see `config_for_command`) only the leaves the command sets.
+  Nothing is checked for --mode=dry_run or with --overwrite (the run starts over).
 
   Args:
-    target: the directory to (re)place.
-    write: fills the temporary directory it is given (which it must create).
-  """
-  target = target.rstrip("/")
-  parent = os.path.dirname(target)
-  if parent:
-    tf.io.gfile.makedirs(parent)
-  _remove_stale(target)
-  tmp = f"{target}{_TMP_MARK}{os.getpid()}"
-  old = f"{target}{_OLD_MARK}{os.getpid()}"
-  for path in (tmp, old):
-    if tf.io.gfile.exists(path):
-      tf.io.gfile.rmtree(path)
-  try:
-    write(tmp)
-    test_pause("written")
-    if tf.io.gfile.exists(target):
-      tf.io.gfile.rename(target, old)
-      test_pause("swapped")
-    tf.io.gfile.rename(tmp, target)
-  except BaseException:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.rmtree(tmp)
-    if tf.io.gfile.exists(old) and not tf.io.gfile.exists(target):
-      tf.io.gfile.rename(old, target)  # put the previous directory back
-    raise
-  if tf.io.gfile.exists(old):
-    tf.io.gfile.rmtree(old)
+    cfg: this command's config.
+    given: the dotted leaves the command line sets (None: all).
 
-
-# ------------------------------------------------------------------ config.json
-# Sections (and data fields) whose change makes an existing model_dir unusable.
-_INCOMPATIBLE_SECTIONS = ("model",)
-_INCOMPATIBLE_DATA_FIELDS = ("dataset", "image_size")
-
-
-def check_config(cfg: config_lib.Config) -> None:
-  """Refuses to reuse a model_dir written with an incompatible config.
-
-  Args:
-    cfg: the config of this command.
+  Returns:
+    config.json's object, or None when there is none (or nothing was checked).
 
   Raises:
-    ConfigError: eval/export of a model_dir without config.json, or a config whose
-      model section, dataset or image size differs from the model_dir's.
+    ConfigError: eval/export of a model_dir without config.json, or differences
+      outside `MAY_DIFFER`, all named with both values on one line.
   """
-  path = os.path.join(cfg.runtime.model_dir, CONFIG_FILE)
-  old = read_json(path)
-  if old is None:
-    if cfg.runtime.mode in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT):
-      raise config_lib.ConfigError(f"--mode={cfg.runtime.mode.value} needs a trained "
-                                   f"model_dir; {cfg.runtime.model_dir!r} has no "
-                                   f"{CONFIG_FILE}")
-    return
-  new = cfg.to_dict()
-  for section in _INCOMPATIBLE_SECTIONS:
-    for key, value in new[section].items():
-      if old.get(section, {}).get(key, value) != value:
-        raise config_lib.ConfigError(
-            f"--{key}={value} differs from {old[section][key]} in {path}: use a new "
-            "--model_dir (or the same flags) to keep the existing checkpoints intact")
-  for key in _INCOMPATIBLE_DATA_FIELDS:
-    if old.get("data", {}).get(key, new["data"][key]) != new["data"][key]:
-      raise config_lib.ConfigError(
-          f"--{key}={new['data'][key]} differs from {old['data'][key]} in {path}: use "
-          "a new --model_dir")
+  rt = cfg.runtime
+  if rt.mode == config_lib.Mode.DRY_RUN or rt.overwrite:
+    return None
+  path = os.path.join(rt.model_dir, CONFIG_FILE)
+  stored = read_json(path)
+  if stored is None:
+    if rt.mode in _READERS:
+      raise config_lib.ConfigError(f"--mode={rt.mode.value} needs a trained "
+                                   f"model_dir; {rt.model_dir!r} has no {CONFIG_FILE}")
+    return None
+  diffs = differences(stored, cfg, given if rt.mode in _READERS else None)
+  if diffs:
+    hint = (f"--mode={rt.mode.value} takes the run's configuration from {path}: drop "
+            "those flags" if rt.mode in _READERS else
+            "use a new --model_dir, or --overwrite to start over")
+    raise config_lib.ConfigError(
+        f"model_dir {rt.model_dir} holds "
+        f"{' '.join(as_flag(n, old) for n, old, _ in diffs)}; this command says "
+        f"{' '.join(as_flag(n, new) for n, _, new in diffs)} ({hint})")
+  return stored
 
 
-def write_config(cfg: config_lib.Config) -> None:
-  """Writes the run's config to <model_dir>/config.json.
+def config_for_command(cfg: config_lib.Config,
+                       given: FrozenSet[str]) -> config_lib.Config:
+  """The configuration this command runs with, after `check_config`.
+
+  Training: the command's, with the data locations of config.json that the command
+  does not give. --mode=eval/export: config.json's, with the `MAY_DIFFER` leaves
+  (mode, export_dir, eval batch, strategy, ...) from the command, data locations
+  only if given: a shorter command line cannot change what they compute.
+
+  Args:
+    cfg: the command's validated config.
+    given: the dotted leaves the command line sets (`flags.given_fields`).
+
+  Returns:
+    The validated config to run.
+
+  Raises:
+    ConfigError: see `check_config`; config.json holds an unknown enum value; the
+      merged config does not validate.
+  """
+  stored = check_config(cfg, given)
+  if stored is None:
+    return cfg
+  try:
+    run = config_lib.Config.from_dict(stored).to_dict()
+  except ValueError as e:
+    raise config_lib.ConfigError(f"{os.path.join(cfg.runtime.model_dir, CONFIG_FILE)}: "
+                                 f"{e}") from None
+  command = cfg.to_dict()
+  from_command = MAY_DIFFER if cfg.runtime.mode in _READERS else None
+  for section, values in run.items():
+    for key in values:
+      name = f"{section}.{key}"
+      if name in _FROM_RUN_UNLESS_GIVEN and name not in given:
+        continue
+      if from_command is None or name in from_command:
+        values[key] = command[section][key]
+  merged = config_lib.Config.from_dict(run)
+  config_lib.validate(merged)
+  return merged
+
+
+def write_config_once(cfg: config_lib.Config) -> bool:
+  """Writes the run's config to <model_dir>/config.json unless it is there.
 
   Args:
     cfg: the resolved config.
+
+  Returns:
+    Whether it was written (the run creating the model_dir, or starting it over).
   """
-  write_text_atomic(os.path.join(cfg.runtime.model_dir, CONFIG_FILE), cfg.to_json())
+  path = os.path.join(cfg.runtime.model_dir, CONFIG_FILE)
+  if read_json(path) is not None:
+    return False
+  atomic.write_text_atomic(path, cfg.to_json())
+  return True
+
+
+def start_over(model_dir: str) -> str:
+  """Removes every `RUN_OUTPUTS` entry of a model_dir (--overwrite).
+
+  Args:
+    model_dir: the run's model_dir (need not exist).
+
+  Returns:
+    The line saying what was removed (checkpoint files summed up per step).
+  """
+  fs = atomic.gfile()
+  if not fs.isdir(model_dir):
+    return f"--overwrite: {model_dir} does not exist yet, nothing to remove"
+  removed = []
+  for entry in sorted(e.rstrip("/") for e in fs.listdir(model_dir)):
+    if not any(fnmatch.fnmatchcase(entry, p) for p in RUN_OUTPUTS):
+      continue
+    path = os.path.join(model_dir, entry)
+    if fs.isdir(path):
+      fs.rmtree(path)
+      entry += "/"
+    else:
+      fs.remove(path)
+    if entry.startswith("ckpt-"):
+      entry = entry.split(".")[0]  # ckpt-4.index, ckpt-4.data-... -> ckpt-4
+    if entry not in removed:
+      removed.append(entry)
+  if not removed:
+    return f"--overwrite: nothing to remove in {model_dir}"
+  return f"--overwrite: removed {', '.join(removed)} from {model_dir}"
 
 
 # ------------------------------------------------------------------ classes.json
@@ -287,7 +363,7 @@ def check_and_write_classes(model_dir: str, dataset: str, class_names,
           f"{len(old.get('classes', []))} in {path}: use a new --model_dir")
     return
   if write:
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    atomic.write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------ eval results
@@ -298,5 +374,5 @@ def write_eval_results(model_dir: str, result: dict) -> None:
     model_dir: the run's model_dir.
     result: what `Trainer.evaluate` returned.
   """
-  write_text_atomic(os.path.join(model_dir, EVAL_RESULTS_FILE),
-                    json.dumps(result, indent=2))
+  atomic.write_text_atomic(os.path.join(model_dir, EVAL_RESULTS_FILE),
+                           json.dumps(result, indent=2))

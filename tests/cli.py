@@ -1,5 +1,8 @@
-"""Helpers of the command-line tests: a tiny run's flags on 2 virtual CPUs, and the
-check that a failure printed exactly one error line."""
+"""Helpers of the command-line tests: a tiny run's flags on 2 virtual CPUs, the check
+that a failure printed exactly one error line, and a digest of a directory's files."""
+
+import hashlib
+import os
 
 
 def tiny_args(model_dir, data_dir, *extra):
@@ -19,3 +22,18 @@ def one_error_line(result):
   assert len(lines) == 1, result.stderr
   assert result.stderr.strip().splitlines()[-1] == lines[0]
   return lines[0]
+
+
+def tree_digest(path):
+  """sha256 over the relative paths and bytes of every file under `path` (a refusal
+  must leave a model_dir byte-for-byte as it was)."""
+  digest = hashlib.sha256()
+  for directory, dirs, files in sorted(os.walk(path)):
+    dirs.sort()
+    digest.update(os.path.relpath(directory, path).encode() + b"/")
+    for name in sorted(files):
+      full = os.path.join(directory, name)
+      digest.update(os.path.relpath(full, path).encode())
+      with open(full, "rb") as f:
+        digest.update(f.read())
+  return digest.hexdigest()

@@ -75,13 +75,19 @@ def test_to_dict_holds_only_json_values():
 
 
 def test_from_dict_keeps_the_defaults_of_missing_sections_and_keys():
-  # Missing sections (the stages included) and missing keys of the non-stage
-  # sections take their defaults.
+  # Missing sections and keys take their defaults in Config().
   cfg = config_lib.Config.from_dict({"loss": {"temperature": 0.5}})
   defaults = config_lib.Config()
   assert cfg == dataclasses.replace(
       defaults, loss=dataclasses.replace(defaults.loss, temperature=0.5))
   assert config_lib.Config.from_dict({}) == defaults
+  # A stage's missing keys take that stage's own defaults, not StageConfig's
+  # (stage 1: LARS, 12 warmup epochs, contrastive; StageConfig: momentum, 0, none).
+  cfg = config_lib.Config.from_dict({"stage_1": {"epochs": 5.0},
+                                     "stage_2": {"steps": 3}})
+  assert cfg.stage_1 == dataclasses.replace(defaults.stage_1, epochs=5.0)
+  assert cfg.stage_2 == dataclasses.replace(defaults.stage_2, steps=3)
+  assert cfg.stage_1.optimizer == config_lib.Optimizer.LARS
 
 
 def test_stage_defaults_are_the_two_stages_of_the_paper():
@@ -160,6 +166,9 @@ def test_validate_allows_no_training_in_eval_and_export_modes():
     ("runtime", {"profile_steps": (5, 5)}, "START,END with 0 <= START < END, got 5,5"),
     ("runtime", {"num_virtual_cpus": -1}, "--num_virtual_cpus"),
     ("runtime", {"summary_images": -1}, "--summary_images"),
+    ("runtime", {"overwrite": True, "mode": config_lib.Mode.EVAL},
+     "--overwrite starts a training run over; --mode=eval reads the run"),
+    ("runtime", {"overwrite": True, "mode": config_lib.Mode.EXPORT}, "--mode=export"),
 ])
 def test_validate_names_the_bad_value(section, changes, message):
   base = _valid()

@@ -24,9 +24,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from supcon_tf import atomic
 from supcon_tf import config as config_lib
 from supcon_tf import export
-from supcon_tf import workdir
 from supcon_tf import train
 from supcon_tf.train import state as state_lib
 from tests import testing
@@ -454,7 +454,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
       proc = subprocess.Popen(
           [sys.executable, "-m", "supcon_tf.run", "--mode=export",
            f"--export_dir={target}"] + cli_run.args, cwd=testing.REPO_ROOT,
-          env=dict(env, **{workdir.PAUSE_ENV: pause, workdir.RESUME_ENV: str(resume_dir)}),
+          env=dict(env, **{atomic.PAUSE_ENV: pause, atomic.RESUME_ENV: str(resume_dir)}),
           stdout=f, stderr=subprocess.STDOUT)
     procs.append(proc)
     return proc, log
@@ -510,7 +510,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
   assert info["global_step"] == 4 and info["models"]["classifier"]["output_shape"] == [
       None, 10]
   # The next write over B's debris removes it too (the write itself is a stub here).
-  workdir.write_directory_atomic(str(target_b), lambda d: os.makedirs(d))
+  atomic.write_directory_atomic(str(target_b), lambda d: os.makedirs(d))
   assert os.path.isdir(target_b) and _siblings(target_b) == {}
   # --mode=export wrote neither a config nor results into the model_dir.
   assert (cli_run.model_dir / "config.json").read_bytes() == config_before

@@ -114,6 +114,22 @@ def test_image_dir_names_the_source():
     flags_lib.config_from_flags(_parse(["--model_dir=m", "--dataset=image_folder"]))
 
 
+def test_given_fields_are_those_of_the_command_line_and_flagfiles(tmp_path):
+  flagfile = tmp_path / "run.cfg"
+  flagfile.write_text("--resnet_depth=18\n--stage_2_optimizer=lars\n")
+  fv = _parse([f"--flagfile={flagfile}", "--model_dir=m", "--stage_1_steps=3",
+               "--overwrite"])
+  assert flags_lib.given_fields(fv) == {"model.resnet_depth", "stage_2.optimizer",
+                                        "runtime.model_dir", "stage_1.steps",
+                                        "runtime.overwrite"}
+  assert flags_lib.config_from_flags(fv).runtime.overwrite
+  # --image_dir sets the dataset: both count as given.
+  fv = _parse(["--model_dir=m", "--image_dir=/photos"])
+  assert flags_lib.given_fields(fv) == {"runtime.model_dir", "data.image_dir",
+                                        "data.dataset"}
+  assert flags_lib.given_fields(_parse([])) == frozenset()
+
+
 @pytest.mark.parametrize("flag, fragment", [
     ("--max_corrupt_fraction=1.5", "max_corrupt_fraction"),
     ("--shuffle_buffer_size=0", "shuffle_buffer_size"),

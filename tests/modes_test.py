@@ -116,18 +116,34 @@ def test_image_folder_run_skips_corrupt_images_and_keeps_the_class_list(tmp_path
 
 
 def test_too_many_corrupt_images_fail_the_run_and_keep_its_checkpoints(tmp_path):
+  """A run stopped (SIGKILL) after its first epoch's checkpoint is resumed with a
+  stricter --max_corrupt_fraction (which may differ on a resume): it fails at the
+  end of its next epoch and saves nothing."""
   photos = tmp_path / "photos"
   testing.write_image_folder(str(photos / "train"), corrupt={("dog", 3), ("fox", 5)})
   testing.write_image_folder(str(photos / "test"), per_class=2, seed=1)
   model_dir = tmp_path / "run"
-  first = testing.run_cli(_folder_args(model_dir, photos, "--stage_1_steps=3",
-                                       "--stage_2_steps=0", "--mode=train",
-                                       "--max_corrupt_fraction=0.1"))
-  assert first.returncode == 0, first.stderr[-3000:]
-  assert "skipped 2 undecodable image(s) of 24" in first.stdout
+  plan = ("--stage_1_steps=30", "--stage_2_steps=0", "--stage_2_epochs=0",
+          "--mode=train", "--checkpoint_steps=3")  # 3 steps per epoch
+  env = dict(os.environ, PYTHONPATH=testing.REPO_ROOT)
+  first = subprocess.Popen(
+      [sys.executable, "-m", "supcon_tf.run"] + _folder_args(
+          model_dir, photos, *plan, "--max_corrupt_fraction=0.1"),
+      cwd=testing.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+  deadline = time.time() + 300
+  while not os.path.exists(model_dir / "ckpt-3.index"):
+    assert first.poll() is None, first.stdout.read()
+    assert time.time() < deadline, "no checkpoint within 300 s"
+    time.sleep(0.05)
+  first.send_signal(signal.SIGKILL)
+  first.wait()
+  assert "skipped 2 undecodable image(s) of 24" in first.stdout.read()
+  stopped_at = int(tf.train.load_variable(tf.train.latest_checkpoint(str(model_dir)),
+                                          "global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+  assert 3 <= stopped_at < 30
   checkpoints = sorted(p for p in os.listdir(model_dir) if p.startswith("ckpt-"))
-  strict = testing.run_cli(_folder_args(model_dir, photos, "--stage_1_steps=9",
-                                        "--stage_2_steps=0", "--mode=train",
+  strict = testing.run_cli(_folder_args(model_dir, photos, *plan,
                                         "--max_corrupt_fraction=0.05"))
   line = cli.one_error_line(strict)
   assert "do not decode, more than --max_corrupt_fraction=0.05" in line
@@ -189,9 +205,11 @@ def test_untrained_classifier_gets_no_number(tmp_path, fake_data):
   assert result["global_step"] == 2
   refused = testing.run_cli(args + ["--mode=eval"])
   assert "--mode=eval refused: no stage trains the classifier" in cli.one_error_line(refused)
-  # Same flags with a classifier stage planned but not reached at the checkpoint.
+  # Eval reads the plan from config.json: a command naming another plan is refused
+  # (a classifier stage planned but not reached: plan_test).
   planned = testing.run_cli(args + ["--mode=eval", "--stage_2_steps=3"])
-  assert "untrained at global step 2" in cli.one_error_line(planned)
+  assert "holds --stage_2_steps=0; this command says --stage_2_steps=3" in \
+      cli.one_error_line(planned)
 
 
 def test_jit_compile_on_two_virtual_cpus_from_the_cli(tmp_path, fake_data):

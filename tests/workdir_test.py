@@ -1,47 +1,147 @@
-"""The model_dir contract: config.json checks, classes.json, atomic file and
-directory writes, the non-chief scratch path."""
+"""The model_dir contract: config.json written once and compared field by field
+(`MAY_DIFFER`), eval/export reading the run's configuration, --overwrite's removal,
+classes.json, eval results, the non-chief scratch path."""
 
 import dataclasses
+import enum
 import json
 import os
 import subprocess
 import sys
+import typing
 
 import pytest
 
 from supcon_tf import config as config_lib
 from supcon_tf import workdir
 from supcon_tf.data import sources
+from tests import cli
 from tests import testing
 
+Mode = config_lib.Mode
 
-def _config(model_dir, mode=config_lib.Mode.TRAIN, **model):
+
+def _config(model_dir, mode=Mode.TRAIN, **model):
   return config_lib.Config(model=config_lib.ModelConfig(**model),
                            runtime=config_lib.RuntimeConfig(model_dir=str(model_dir),
                                                             mode=mode))
 
 
-def test_config_json_round_trip(tmp_path):
+def _replace(cfg, name, value):
+  """`cfg` with the dotted leaf `name` set to `value`."""
+  section, key = name.split(".")
+  return dataclasses.replace(cfg, **{section: dataclasses.replace(
+      getattr(cfg, section), **{key: value})})
+
+
+def _leaves():
+  """(dotted name, dataclass field, default value) of every leaf of `Config`."""
+  defaults = config_lib.Config()
+  for section in config_lib.SECTIONS:
+    value = getattr(defaults, section)
+    for f in dataclasses.fields(value):
+      yield f"{section}.{f.name}", f, getattr(value, f.name)
+
+
+def _other_value(f, value):
+  """A value of field `f`'s type that differs from `value`."""
+  if isinstance(value, enum.Enum):
+    return next(m for m in type(value) if m is not value)
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, (int, float)):
+    return value + 3
+  if isinstance(value, str):
+    return value + "_x"
+  elem_type = typing.get_args(f.type)[0]
+  return tuple(elem_type(v) for v in (value or (1, 2))[::-1]) + (elem_type(7),)
+
+
+# ------------------------------------------------------------------ config.json
+def test_config_json_is_written_once(tmp_path):
   cfg = _config(tmp_path, resnet_depth=18)
-  workdir.write_config(cfg)
+  assert workdir.write_config_once(cfg)
   with open(tmp_path / workdir.CONFIG_FILE) as f:
     assert config_lib.Config.from_dict(json.load(f)) == cfg
   assert os.listdir(tmp_path) == [workdir.CONFIG_FILE]  # no temporary file left
   workdir.check_config(cfg)  # the same config resumes
+  before = (tmp_path / workdir.CONFIG_FILE).read_bytes()
+  resumed = _replace(cfg, "runtime.log_steps", 5)  # allowed to differ
+  workdir.check_config(resumed)
+  assert not workdir.write_config_once(resumed)
+  assert (tmp_path / workdir.CONFIG_FILE).read_bytes() == before  # never rewritten
 
 
-def test_a_changed_model_or_dataset_is_refused(tmp_path):
-  workdir.write_config(_config(tmp_path, resnet_depth=18))
-  with pytest.raises(config_lib.ConfigError, match="--resnet_depth=50 differs from 18"):
-    workdir.check_config(_config(tmp_path, resnet_depth=50))
-  other = _config(tmp_path, resnet_depth=18)
-  other = dataclasses.replace(other, data=dataclasses.replace(other.data, image_size=32))
-  with pytest.raises(config_lib.ConfigError, match="--image_size=32 differs from 28"):
-    workdir.check_config(other)
+def test_every_leaf_is_either_allowed_to_differ_or_refused(tmp_path):
+  """A new Config field is compared until MAY_DIFFER lists it (with its reason)."""
+  names = [name for name, _, _ in _leaves()]
+  assert workdir.MAY_DIFFER <= set(names), workdir.MAY_DIFFER - set(names)
+  base = _config(tmp_path)
+  stored = base.to_dict()
+  refused = []
+  for name, f, default in _leaves():
+    changed = _replace(base, name, _other_value(f, getattr(
+        getattr(base, name.split(".")[0]), f.name)))
+    diffs = workdir.differences(stored, changed)
+    if name in workdir.MAY_DIFFER:
+      assert diffs == [], name
+    else:
+      assert [d[0] for d in diffs] == [name], name
+      refused.append(name)
+  # What the issue names as computed is among the refused.
+  for name in ("model.resnet_depth", "loss.temperature", "loss.use_labels",
+               "data.dataset", "data.train_split", "data.num_views", "data.seed",
+               "data.num_train_examples", "stage_1.epochs", "stage_1.steps",
+               "stage_2.optimizer", "stage_2.base_learning_rate",
+               "stage_1.learning_rate_decay", "runtime.batch_size",
+               "runtime.precision"):
+    assert name in refused, name
+
+
+def test_a_refusal_names_every_field_with_both_values_on_one_line(tmp_path):
+  first = _config(tmp_path)
+  first = _replace(_replace(first, "stage_1.epochs", 5.0), "runtime.batch_size", 256)
+  workdir.write_config_once(first)
+  digest = cli.tree_digest(tmp_path)
+  command = _replace(_replace(first, "stage_1.epochs", 3.0), "runtime.batch_size", 128)
+  command = _replace(command, "runtime.log_steps", 9)  # allowed: not named
+  with pytest.raises(config_lib.ConfigError) as info:
+    workdir.check_config(command)
+  assert str(info.value) == (
+      f"model_dir {tmp_path} holds --stage_1_epochs=5.0 --batch_size=256; this "
+      "command says --stage_1_epochs=3.0 --batch_size=128 (use a new --model_dir, or "
+      "--overwrite to start over)")
+  assert cli.tree_digest(tmp_path) == digest
+  # Lists and strings are written as flags a user can paste.
+  cfg = _replace(first, "model.projection_head_layers", (64, 32))
+  cfg = _replace(cfg, "data.train_split", "train[:90%]")
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"holds --train_split=train --projection_head_layers=2048,128; "
+                           r"this command says --train_split='train\[:90%\]' "
+                           r"--projection_head_layers=64,32") as info:
+    workdir.check_config(_replace(_replace(cfg, "stage_1.epochs", 5.0),
+                                  "runtime.batch_size", 256))
+  assert "\n" not in str(info.value)
+
+
+def test_an_old_config_json_without_a_key_reads_as_its_default(tmp_path):
+  """A key added after the run was written counts as what that run used: the
+  default of its own section (stage_1's optimizer is lars, StageConfig's momentum)."""
+  cfg = _config(tmp_path)
+  stored = cfg.to_dict()
+  del stored["stage_1"]["optimizer"], stored["runtime"]["overwrite"]
+  del stored["loss"]
+  (tmp_path / workdir.CONFIG_FILE).write_text(json.dumps(stored))
+  workdir.check_config(cfg)
+  assert workdir.config_for_command(cfg, frozenset()) == cfg
+  momentum = _replace(cfg, "stage_1.optimizer", config_lib.Optimizer.MOMENTUM)
+  with pytest.raises(config_lib.ConfigError, match="holds --stage_1_optimizer=lars; "
+                     "this command says --stage_1_optimizer=momentum"):
+    workdir.check_config(momentum)
 
 
 def test_eval_and_export_need_a_config_json(tmp_path):
-  for mode in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT):
+  for mode in (Mode.EVAL, Mode.EXPORT):
     with pytest.raises(config_lib.ConfigError, match="has no config.json"):
       workdir.check_config(_config(tmp_path, mode=mode))
   workdir.check_config(_config(tmp_path))  # training creates it
@@ -53,6 +153,97 @@ def test_invalid_json_is_a_config_error(tmp_path):
     workdir.check_config(_config(tmp_path))
 
 
+def test_dry_run_and_overwrite_are_not_checked(tmp_path):
+  workdir.write_config_once(_config(tmp_path, resnet_depth=18))
+  for name, value in (("runtime.mode", Mode.DRY_RUN), ("runtime.overwrite", True)):
+    cfg = _replace(_config(tmp_path, resnet_depth=50), name, value)
+    assert workdir.check_config(cfg) is None
+    assert workdir.config_for_command(cfg, frozenset()) == cfg
+
+
+def _run(tmp_path):
+  """The config.json of a finished run: its own data dir, steps, eval batch."""
+  cfg = _config(tmp_path, resnet_depth=18)
+  cfg = _replace(cfg, "data.fashion_mnist_dir", "/data/first")
+  cfg = _replace(cfg, "stage_1.steps", 3)
+  cfg = _replace(cfg, "runtime.eval_batch_size", 16)
+  cfg = _replace(cfg, "runtime.strategy", config_lib.StrategyType.MIRRORED)
+  workdir.write_config_once(cfg)
+  return cfg
+
+
+def test_eval_and_export_compute_what_config_json_says(tmp_path):
+  run = _run(tmp_path)
+  for mode in (Mode.EVAL, Mode.EXPORT):
+    # `--model_dir=... --mode=eval`: everything else is at its default.
+    short = _config(tmp_path, mode=mode)
+    got = workdir.config_for_command(short, frozenset({"runtime.model_dir",
+                                                       "runtime.mode"}))
+    # The run's configuration and data; this command's mode, eval batch, strategy.
+    expected = _replace(run, "runtime.mode", mode)
+    expected = _replace(expected, "runtime.eval_batch_size", 1024)
+    expected = _replace(expected, "runtime.strategy", config_lib.StrategyType.DEFAULT)
+    assert got == expected
+    # A data location the command gives is used.
+    moved = _replace(short, "data.fashion_mnist_dir", "/data/moved")
+    got = workdir.config_for_command(moved, frozenset({"data.fashion_mnist_dir"}))
+    assert got.data.fashion_mnist_dir == "/data/moved" and got.stage_1.steps == 3
+    # A computed field given with the run's value is fine; with another, refused.
+    same = _replace(short, "stage_1.steps", 3)
+    assert workdir.config_for_command(same, frozenset({"stage_1.steps"})).stage_1 == \
+        run.stage_1
+    with pytest.raises(config_lib.ConfigError, match=(
+        f"holds --resnet_depth=18 --stage_1_steps=3; this command says "
+        f"--resnet_depth=50 --stage_1_steps=5 \\(--mode={mode.value} takes the run's "
+        "configuration from .*config.json: drop those flags\\)")):
+      workdir.config_for_command(_replace(short, "stage_1.steps", 5),
+                                 frozenset({"stage_1.steps", "model.resnet_depth"}))
+
+
+def test_a_resume_reads_the_data_where_the_run_read_it_unless_given(tmp_path):
+  run = _run(tmp_path)
+  command = _replace(run, "data.fashion_mnist_dir",
+                     config_lib.DataConfig().fashion_mnist_dir)  # not repeated
+  command = _replace(command, "runtime.log_steps", 1)
+  got = workdir.config_for_command(command, frozenset({"runtime.log_steps"}))
+  assert got == _replace(run, "runtime.log_steps", 1)
+  moved = _replace(run, "data.fashion_mnist_dir", "/data/moved")
+  assert workdir.config_for_command(moved, frozenset({"data.fashion_mnist_dir"})) == moved
+
+
+def test_workdir_checks_a_local_model_dir_without_tensorflow(tmp_path):
+  (tmp_path / workdir.CONFIG_FILE).write_text(_config(tmp_path).to_json())
+  code = ("import sys; from supcon_tf import config, workdir; "
+          f"cfg = config.Config(runtime=config.RuntimeConfig(model_dir={str(tmp_path)!r}));"
+          "workdir.config_for_command(cfg, frozenset()); "
+          "assert 'tensorflow' not in sys.modules")
+  subprocess.run([sys.executable, "-c", code], check=True,
+                 env=dict(os.environ, PYTHONPATH=testing.REPO_ROOT))
+
+
+# ------------------------------------------------------------------ --overwrite
+def test_start_over_removes_what_runs_create_and_nothing_else(tmp_path):
+  run_files = ("config.json", "classes.json", "eval_results.json", "checkpoint",
+               "ckpt-2.index", "ckpt-2.data-00000-of-00001", "ckpt-3.index",
+               "train/events.out", "eval/events.out", "projector/stage_1/metadata.tsv",
+               "plugins/profile/x/host.xplane.pb", "export/encoder/saved_model.pb",
+               "export.tmp-123/partial", "tmp_worker/1/ckpt-2.index",
+               "config.json.tmp-99")
+  for name in run_files + ("notes.txt", "mine/ckpt-9.index"):
+    os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
+    (tmp_path / name).write_text("x")
+  line = workdir.start_over(str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["mine", "notes.txt"]
+  assert line == (
+      "--overwrite: removed checkpoint, ckpt-2, ckpt-3, classes.json, config.json, "
+      "config.json.tmp-99, eval/, eval_results.json, export/, export.tmp-123/, "
+      f"plugins/, projector/, tmp_worker/, train/ from {tmp_path}")
+  assert workdir.start_over(str(tmp_path)) == f"--overwrite: nothing to remove in {tmp_path}"
+  assert "does not exist yet" in workdir.start_over(str(tmp_path / "new"))
+  assert not os.path.exists(tmp_path / "new")
+
+
+# ------------------------------------------------------------------ classes.json
 def test_classes_are_written_once_and_checked(tmp_path):
   names = ("cat", "dog", "fox")
   workdir.check_and_write_classes(str(tmp_path), "pets", names, write=False)
@@ -73,52 +264,10 @@ def test_classes_are_written_once_and_checked(tmp_path):
   assert not os.path.exists(tmp_path / "x")
 
 
-def test_write_text_atomic_replaces_whole_files(tmp_path):
-  path = tmp_path / "sub" / "results.json"
-  workdir.write_text_atomic(str(path), "one")
-  workdir.write_text_atomic(str(path), "two")
-  assert path.read_text() == "two" and os.listdir(path.parent) == ["results.json"]
+def test_eval_results_are_written_whole(tmp_path):
   workdir.write_eval_results(str(tmp_path), {"top_1": 0.5})
   assert json.loads((tmp_path / workdir.EVAL_RESULTS_FILE).read_text()) == {"top_1": 0.5}
-
-
-def test_a_failed_directory_write_keeps_the_previous_directory(tmp_path):
-  target = tmp_path / "export"
-
-  def write(marker):
-    def fill(tmp):
-      os.makedirs(tmp)
-      (open(os.path.join(tmp, "marker"), "w")).write(marker)
-    return fill
-
-  workdir.write_directory_atomic(str(target), write("first"))
-
-  def broken(tmp):
-    write("second")(tmp)
-    raise RuntimeError("disk full")
-
-  with pytest.raises(RuntimeError, match="disk full"):
-    workdir.write_directory_atomic(str(target), broken)
-  assert (target / "marker").read_text() == "first"
-  assert sorted(os.listdir(tmp_path)) == ["export"]  # no .tmp-/.old- left
-  workdir.write_directory_atomic(str(target), write("third"))
-  assert (target / "marker").read_text() == "third"
-
-
-def test_leftovers_of_dead_writers_are_removed_live_ones_kept(tmp_path):
-  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                        capture_output=True, text=True, check=True)
-  dead_pid = int(dead.stdout)
-  live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-  try:
-    for name in (f"export.tmp-{dead_pid}", f"export.old-{dead_pid}",
-                 f"export.tmp-{live.pid}"):
-      os.makedirs(tmp_path / name)
-    workdir.write_directory_atomic(str(tmp_path / "export"), os.makedirs)
-    assert sorted(os.listdir(tmp_path)) == ["export", f"export.tmp-{live.pid}"]
-  finally:
-    live.kill()
-    live.wait()
+  assert os.listdir(tmp_path) == [workdir.EVAL_RESULTS_FILE]
 
 
 def test_scratch_and_export_paths(tmp_path):

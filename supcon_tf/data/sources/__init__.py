@@ -65,6 +65,34 @@ class Source(Protocol):
     """The evaluation split's records for `num_pipelines` input pipelines."""
 
 
+def check_given_locations(data_config: DataConfig, remote: bool = True) -> None:
+  """Refuses a data location the command gives that does not exist.
+
+  Even where the source could do without it (--data_dir on the embedded
+  Fashion-MNIST default, where a dataset not prepared there falls back to the idx
+  files): a mistyped path must not silently select other data. --fashion_mnist_dir
+  counts as given when it is not its default and the dataset is fashion_mnist.
+
+  Args:
+    data_config: the run's data configuration.
+    remote: also check gs:// (and other non-local) paths, through tf.io.gfile.
+
+  Raises:
+    ConfigError: the first location that does not exist.
+  """
+  d = data_config
+  given = [("data_dir", d.data_dir)] if d.data_dir else []
+  if (d.dataset == "fashion_mnist" and
+      d.fashion_mnist_dir != DataConfig().fashion_mnist_dir):
+    given.append(("fashion_mnist_dir", d.fashion_mnist_dir))
+  for flag, path in given:
+    if "://" in path and not remote:
+      continue
+    if not (tf.io.gfile.isdir(path) if "://" in path else os.path.isdir(path)):
+      raise ConfigError(f"--{flag}={path!r} does not exist (a given data location is "
+                        "never skipped: fix the path or drop the flag)")
+
+
 def load_source(data_config: DataConfig) -> Source:
   """The source named by the config.
 
@@ -79,10 +107,12 @@ def load_source(data_config: DataConfig) -> Source:
     The source.
 
   Raises:
-    ConfigError: the source cannot be found, is empty, or (image folder) most
-      sampled images do not decode.
+    ConfigError: a given location does not exist (`check_given_locations`), the
+      source cannot be found, is empty, or (image folder) most sampled images do
+      not decode.
   """
   d = data_config
+  check_given_locations(d)
   name = d.dataset
   if d.image_dir:
     source = image_folder.load_image_folder(d)
@@ -151,9 +181,12 @@ def dataset_metadata(data_config: DataConfig) -> DatasetMetadata:
     The metadata.
 
   Raises:
-    ConfigError: a dataset neither prepared nor in the catalog table.
+    ConfigError: a given local location does not exist (remote ones are not
+      checked: a dry run plans a pod's run on a laptop), or a dataset neither
+      prepared nor in the catalog table.
   """
   d = data_config
+  check_given_locations(d, remote=False)
   if d.image_dir:
     source = image_folder.load_image_folder(d)
     return DatasetMetadata(IMAGE_FOLDER, source.num_train, source.num_eval,

@@ -22,8 +22,31 @@ def test_load_source_errors(tmp_path):
     sources.load_source(DataConfig(dataset="imagenet2012"))
 
 
+def test_given_data_locations_that_do_not_exist_are_refused(tmp_path):
+  """Even where the source could do without them: --data_dir on the embedded
+  Fashion-MNIST default would otherwise fall back to the idx files silently."""
+  fake_fashion_dir(tmp_path)
+  nowhere = str(tmp_path / "no" / "such")
+  for cfg in (DataConfig(fashion_mnist_dir=str(tmp_path), data_dir=nowhere),
+              DataConfig(dataset="cifar10", data_dir=nowhere)):
+    with pytest.raises(ConfigError, match=f"--data_dir='{nowhere}' does not exist"):
+      sources.load_source(cfg)
+    with pytest.raises(ConfigError, match="--data_dir="):
+      sources.dataset_metadata(cfg)  # a dry run too
+  with pytest.raises(ConfigError, match=f"--fashion_mnist_dir='{nowhere}' does not"):
+    sources.check_given_locations(DataConfig(data_dir=str(tmp_path),
+                                             fashion_mnist_dir=nowhere))
+  # Not given: the default idx directory, the idx directory of another dataset, a
+  # remote path in a dry run (planned on a laptop).
+  sources.check_given_locations(DataConfig(data_dir=str(tmp_path)))
+  sources.check_given_locations(DataConfig(dataset="cifar10", fashion_mnist_dir=nowhere))
+  sources.check_given_locations(DataConfig(data_dir="gs://no-such-bucket/tfds"),
+                                remote=False)
+
+
 def test_load_source_subset_and_tfds_fallback(tmp_path):
   fake_fashion_dir(tmp_path)
+  (tmp_path / "no_tfds_here").mkdir()
   cfg = DataConfig(fashion_mnist_dir=str(tmp_path), num_train_examples=12,
                    num_eval_examples=5, data_dir=str(tmp_path / "no_tfds_here"))
   source = sources.load_source(cfg)
@@ -39,8 +62,7 @@ def test_tfds_source_used_when_prepared(tmp_path, monkeypatch):
   # API; `is_prepared` looks at files, so it is patched to say "prepared".
   monkeypatch.setattr(tfds_stream, "tfds_prepared", lambda name, data_dir: True)
   with tfds.testing.mock_data(num_examples=30, data_dir=str(tmp_path)):
-    source = sources.load_source(DataConfig(data_dir=str(tmp_path),
-                                            fashion_mnist_dir="/nonexistent"))
+    source = sources.load_source(DataConfig(data_dir=str(tmp_path)))
   assert "TFDS" in source.origin
   assert source.train_images.shape[1:] == (28, 28, 1)
   assert len(source.train_labels) == 30 and source.num_classes == 10
