@@ -7,6 +7,8 @@ drives the `Trainer`. Everything that can be refused is refused before anything 
 written.
 """
 
+import os
+
 from absl import logging
 import tensorflow as tf
 import tf_keras as keras
@@ -46,6 +48,10 @@ def make_deterministic(seed: int) -> None:
   """
   keras.utils.set_random_seed(seed)
   tf.config.experimental.enable_op_determinism()
+  if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+    logging.warning("--deterministic: TensorFlow runs oneDNN kernels, which are not "
+                    "bit-reproducible; start with TF_ENABLE_ONEDNN_OPTS=0 (the CLI "
+                    "does) for bit-identical runs")
 
 
 def run(cfg: config_lib.Config, verbose: bool = True):

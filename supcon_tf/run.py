@@ -15,6 +15,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 
+import supcon_tf
 from supcon_tf import config as config_lib
 from supcon_tf import errors
 from supcon_tf import flags as flags_lib
@@ -49,6 +50,9 @@ def main(argv):
     # The model_dir's contract: a resume may not change what the run computes;
     # eval/export take the run's configuration from its config.json.
     cfg = workdir.config_for_command(cfg, flags_lib.given_fields(FLAGS))
+    if cfg.data.deterministic and not supcon_tf.use_deterministic_kernels():
+      logging.warning("--deterministic with TF_ENABLE_ONEDNN_OPTS=1: oneDNN's "
+                      "kernels are not bit-reproducible run to run")
     # TensorFlow loads only now that the flags are valid: a bad flag fails in a
     # fraction of a second instead of after the seconds TensorFlow takes to load.
     from supcon_tf import modes  # pylint: disable=g-import-not-at-top
