@@ -13,3 +13,10 @@ class NonFiniteLossError(RunError):
 
 class CorruptDataError(RunError):
   """More than --max_corrupt_fraction of the images did not decode."""
+
+
+class Preempted(RunError):
+  """SIGTERM (or a preemption notice) arrived: a checkpoint was saved, rerun to go on."""
+
+  # EX_TEMPFAIL: a temporary failure, the same command continues the run.
+  EXIT_CODE = 75

@@ -7,8 +7,11 @@ drives the `Trainer`. Everything that can be refused is refused before anything 
 written.
 """
 
+import os
+
 from absl import logging
 import tensorflow as tf
+import tf_keras as keras
 
 from supcon_tf import config as config_lib
 from supcon_tf import distribute
@@ -33,6 +36,24 @@ def _refuse_untrained_classifier(cfg, strategy, source) -> None:
                                  "untrained classifier mean nothing")
 
 
+def make_deterministic(seed: int) -> None:
+  """--deterministic: seeded initial weights and deterministic TensorFlow ops.
+
+  With the input's seeded order and augmentations, a run's variables are then a
+  function of its configuration: a run killed and resumed (from any checkpoint, or
+  from scratch before the first one) ends bit-identical to an uninterrupted one.
+
+  Args:
+    seed: --seed (Python, NumPy and TensorFlow's global seed).
+  """
+  keras.utils.set_random_seed(seed)
+  tf.config.experimental.enable_op_determinism()
+  if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+    logging.warning("--deterministic: TensorFlow runs oneDNN kernels, which are not "
+                    "bit-reproducible; start with TF_ENABLE_ONEDNN_OPTS=0 (the CLI "
+                    "does) for bit-identical runs")
+
+
 def run(cfg: config_lib.Config, verbose: bool = True):
   """Runs the configured mode.
 
@@ -50,6 +71,8 @@ def run(cfg: config_lib.Config, verbose: bool = True):
   """
   workdir.check_config(cfg)
   rt = cfg.runtime
+  if cfg.data.deterministic:
+    make_deterministic(cfg.data.seed)
   try:
     strategy = distribute.create_strategy(rt.strategy, rt.tpu, rt.num_virtual_cpus)
   except config_lib.ConfigError as e:

@@ -15,6 +15,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 
+import supcon_tf
 from supcon_tf import config as config_lib
 from supcon_tf import errors
 from supcon_tf import flags as flags_lib
@@ -24,9 +25,9 @@ FLAGS = flags.FLAGS
 flags_lib.define_flags(FLAGS)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
   print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(1)
+  sys.exit(code)
 
 
 def _parse_flags(argv):
@@ -49,12 +50,17 @@ def main(argv):
     # The model_dir's contract: a resume may not change what the run computes;
     # eval/export take the run's configuration from its config.json.
     cfg = workdir.config_for_command(cfg, flags_lib.given_fields(FLAGS))
+    if cfg.data.deterministic and not supcon_tf.use_deterministic_kernels():
+      logging.warning("--deterministic with TF_ENABLE_ONEDNN_OPTS=1: oneDNN's "
+                      "kernels are not bit-reproducible run to run")
     # TensorFlow loads only now that the flags are valid: a bad flag fails in a
     # fraction of a second instead of after the seconds TensorFlow takes to load.
     from supcon_tf import modes  # pylint: disable=g-import-not-at-top
     modes.run(cfg, verbose=verbose)
   except config_lib.ConfigError as e:
     _fail(str(e))
+  except errors.Preempted as e:
+    _fail(str(e), errors.Preempted.EXIT_CODE)
   except errors.RunError as e:
     _fail(str(e))
 

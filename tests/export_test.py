@@ -10,7 +10,6 @@
 - the CLI exports at the end of training and with --mode=export.
 """
 
-import hashlib
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from supcon_tf import config as config_lib
 from supcon_tf import export
 from supcon_tf import train
 from supcon_tf.train import state as state_lib
+from tests import cli
 from tests import testing
 
 _SIZE, _CHANNELS, _CLASSES = 16, 3, 4
@@ -352,18 +352,6 @@ def _cli_args(model_dir, data_dir, *extra):
           "--stage_1_steps=2", "--stage_2_steps=2", "--steps_per_loop=2", *extra]
 
 
-def _tree_digest(path):
-  """sha256 over the relative paths and contents of every file under `path`."""
-  digest = hashlib.sha256()
-  for directory, _, files in sorted(os.walk(path)):
-    for name in sorted(files):
-      full = os.path.join(directory, name)
-      digest.update(os.path.relpath(full, path).encode())
-      with open(full, "rb") as f:
-        digest.update(f.read())
-  return digest.hexdigest()
-
-
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
   """A two-stage CLI training run that exports at the end (default strategy: the
@@ -440,7 +428,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
   between the renames; process C, a plain --mode=export over A's debris, replaces the
   previous export and removes A's stale temporary directory."""
   previous = cli_run.model_dir / "export"
-  previous_digest = _tree_digest(previous)
+  previous_digest = cli.tree_digest(previous)
   previous_out = _loaded_outputs({n: str(previous / n) for n in _NAMES}, cli_run.x)
   config_before = (cli_run.model_dir / "config.json").read_bytes()
   env = dict(os.environ, PYTHONPATH=testing.REPO_ROOT)
@@ -473,7 +461,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
 
     _wait_for(log_a, "supcon-export-pause partial", proc_a)
     kill(proc_a)
-    assert _tree_digest(target_a) == previous_digest  # the previous export, untouched
+    assert cli.tree_digest(target_a) == previous_digest  # the previous export, untouched
     assert list(_siblings(target_a)) == ["tmp"]
     assert sorted(os.listdir(_siblings(target_a)["tmp"])) == ["encoder"]  # partial
     got = _loaded_outputs({"encoder": str(target_a / "encoder")}, cli_run.x)
@@ -481,7 +469,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
     proc_c, log_c = start("c", target_a)
 
     _wait_for(log_b, "supcon-export-pause written", proc_b)
-    assert _tree_digest(target_b) == previous_digest
+    assert cli.tree_digest(target_b) == previous_digest
     assert list(_siblings(target_b)) == ["tmp"]
     _complete_export(_siblings(target_b)["tmp"])
     (resume_dir / "written").touch()
@@ -489,7 +477,7 @@ def test_cli_export_is_atomic_under_sigkill(cli_run):
     kill(proc_b)
     assert not os.path.exists(target_b)  # between the renames: nothing, not partial
     assert list(_siblings(target_b)) == ["old", "tmp"]
-    assert _tree_digest(_siblings(target_b)["old"]) == previous_digest
+    assert cli.tree_digest(_siblings(target_b)["old"]) == previous_digest
     _complete_export(_siblings(target_b)["tmp"])
 
     assert proc_c.wait(timeout=300) == 0, open(log_c).read()[-3000:]

@@ -3,12 +3,10 @@
 classes.json, eval results, the non-chief scratch path."""
 
 import dataclasses
-import enum
 import json
 import os
 import subprocess
 import sys
-import typing
 
 import pytest
 
@@ -17,6 +15,7 @@ from supcon_tf import workdir
 from supcon_tf.data import sources
 from tests import cli
 from tests import testing
+from tests.config_test import _other_value  # a value of a field's type that differs
 
 Mode = config_lib.Mode
 
@@ -41,20 +40,6 @@ def _leaves():
     value = getattr(defaults, section)
     for f in dataclasses.fields(value):
       yield f"{section}.{f.name}", f, getattr(value, f.name)
-
-
-def _other_value(f, value):
-  """A value of field `f`'s type that differs from `value`."""
-  if isinstance(value, enum.Enum):
-    return next(m for m in type(value) if m is not value)
-  if isinstance(value, bool):
-    return not value
-  if isinstance(value, (int, float)):
-    return value + 3
-  if isinstance(value, str):
-    return value + "_x"
-  elem_type = typing.get_args(f.type)[0]
-  return tuple(elem_type(v) for v in (value or (1, 2))[::-1]) + (elem_type(7),)
 
 
 # ------------------------------------------------------------------ config.json

@@ -22,17 +22,22 @@ from supcon_tf import config as config_lib
 from supcon_tf import distribute
 from supcon_tf import export as export_lib
 from supcon_tf import workdir
-from supcon_tf.errors import NonFiniteLossError
+from supcon_tf.errors import NonFiniteLossError, Preempted
 from supcon_tf.data import pipeline
 from supcon_tf.data.augment import ops as augment_ops
 from supcon_tf.data.augment import views
 from supcon_tf.train import evaluate as evaluate_lib
 from supcon_tf.train import plan as plan_lib
+from supcon_tf.train import preemption
 from supcon_tf.train import projector
 from supcon_tf.train import state as state_lib
 from supcon_tf.train import step as step_lib
 from supcon_tf.train import summaries as summaries_lib
 from supcon_tf.train.corrupt import CorruptCounter
+
+
+# The loss terms a non-finite total is traced to (metric names of step.py).
+_LOSS_TERMS = ("contrastive_loss", "cross_entropy_loss", "weight_decay_loss")
 
 
 def format_seconds(seconds: float) -> str:
@@ -92,6 +97,7 @@ class Trainer:
     self._loops = {}
     self._single_steps = {}
     self._profiling = False
+    self._stop = preemption.StopSignal()  # installed by train()
 
   # ---------------------------------------------------------------- state
   @property
@@ -193,10 +199,14 @@ class Trainer:
       self._log(f"training already finished at global step {step} (latest checkpoint "
                 f"in {self.model_dir}); nothing to train")
       return last
-    for plan in self.stages:
-      if plan.num_steps == 0 or step >= plan.end_step:
-        continue
-      step, last = self._train_stage(plan, step)
+    # Under MultiWorkerMirroredStrategy saving is a collective that one worker cannot
+    # make alone: SIGTERM keeps its default effect there (see preemption.py).
+    multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with preemption.StopSignal(enabled=not multi_worker) as self._stop:
+      for plan in self.stages:
+        if plan.num_steps == 0 or step >= plan.end_step:
+          continue
+        step, last = self._train_stage(plan, step)
     self._profiler_control(step, final=True)
     return last
 
@@ -229,9 +239,12 @@ class Trainer:
       step = self.state.step
       elapsed = time.time() - t0
       if not math.isfinite(values["loss"]):
+        terms = [f"{k}={values[k]}" for k in _LOSS_TERMS
+                 if k in values and not math.isfinite(values[k])]
         raise NonFiniteLossError(
             f"non-finite loss {values['loss']} in stage {plan.index} at global step "
-            f"{step} (steps {step - chunk + 1}..{step})")
+            f"{step} (steps {step - chunk + 1}..{step})"
+            + (f"; non-finite term(s): {', '.join(terms)}" if terms else ""))
       lr = float(opt.learning_rate(opt.iterations))
       images_per_sec = chunk * rt.batch_size / max(elapsed, 1e-9)
       self.summaries.train(plan, values, lr, images_per_sec,
@@ -246,8 +259,16 @@ class Trainer:
       run_eta = plan_lib.remaining_seconds(
           self.stages, plan, step, seconds_per_step,
           self.cfg.model.stop_gradient_before_classification_head)
-      if step % rt.checkpoint_steps == 0 or step == plan.end_step:
+      preemption.kill_hook(step)  # fault injection (tests): SIGKILL before the save
+      saved = step % rt.checkpoint_steps == 0 or step == plan.end_step
+      if saved:
         self.save()
+      if self._stop.requested:  # SIGTERM: keep this chunk's work, then stop
+        if not saved:
+          self.save()
+        self._profiler_control(step, final=True)
+        raise Preempted(f"SIGTERM at global step {step}: checkpoint saved in "
+                        f"{self.model_dir}; rerun the same command to continue")
       last = values
       if rt.log_steps and step % rt.log_steps and step != plan.end_step:
         continue

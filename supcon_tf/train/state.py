@@ -7,6 +7,8 @@ chief into model_dir, the others into a scratch directory deleted after each sav
 """
 
 import contextlib
+import os
+import sys
 from typing import Dict, List, Optional, Sequence
 
 from absl import logging
@@ -14,6 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from supcon_tf import config as config_lib
+from supcon_tf.errors import RunError
 from supcon_tf import optim
 from supcon_tf import workdir
 from supcon_tf.models import build_model
@@ -82,6 +85,38 @@ def stage_variables(model, plan: plan_lib.StagePlan,
   return variables
 
 
+def _checkpoint_number(path: str) -> int:
+  suffix = path.rsplit("-", 1)[-1]
+  return int(suffix) if suffix.isdigit() else -1
+
+
+# Checkpoint entries that are bookkeeping, not model or optimizer state.
+_NOT_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/")
+
+
+def checkpoint_digest(path: str) -> str:
+  """sha256 over the names, dtypes, shapes and bytes of a checkpoint's variables.
+
+  Model, BatchNorm statistics, optimizer slots and iterations, the global step —
+  everything but the object graph and the save counter (how many saves a process
+  made). Two runs with equal digests hold bit-identical state.
+
+  Args:
+    path: a checkpoint prefix (e.g. `tf.train.latest_checkpoint(model_dir)`).
+  """
+  import hashlib  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  reader = tf.train.load_checkpoint(path)
+  digest = hashlib.sha256()
+  for name in sorted(reader.get_variable_to_shape_map()):
+    if name.startswith(_NOT_STATE):
+      continue
+    value = np.asarray(reader.get_tensor(name))
+    digest.update(f"{name}|{value.dtype}|{value.shape}|".encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()
+
+
 class TrainState:
   """Model, global step, per-stage optimizers and variables, and the checkpoint.
 
@@ -144,12 +179,46 @@ class TrainState:
     """The newest checkpoint in model_dir (every worker restores the chief's)."""
     return tf.train.latest_checkpoint(self.model_dir)
 
+  def checkpoints(self) -> List[str]:
+    """The chief's checkpoints in model_dir, newest first (from its `checkpoint` file)."""
+    state = tf.train.get_checkpoint_state(self.model_dir)
+    if state is None:
+      return []
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    if state.model_checkpoint_path not in paths:
+      paths.append(state.model_checkpoint_path)
+    paths = [p if os.path.isabs(p) or "://" in p else os.path.join(self.model_dir, p)
+             for p in paths]
+    return sorted(set(paths), key=_checkpoint_number, reverse=True)
+
   def restore(self) -> Optional[str]:
-    """Restores the latest checkpoint if any; returns its path (None: none)."""
-    latest = self.latest_checkpoint()
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-    return latest
+    """Restores the newest readable checkpoint; returns its path (None: none).
+
+    A newest checkpoint that cannot be read (truncated or partly missing files: a
+    crash or a full disk while saving) is skipped with a warning, and the previous
+    one restored instead. Every object of the run must match the checkpoint.
+
+    Raises:
+      RunError: there are checkpoints but none of them can be read.
+    """
+    candidates = self.checkpoints()
+    for path in candidates:
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      # A torn file fails in many ways (OpError, IndexError "Read less bytes than
+      # requested", ValueError, a failed match): whichever, the checkpoint is unusable.
+      except Exception as e:  # pylint: disable=broad-except
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        warning = f"warning: checkpoint {path} is unreadable ({reason}); trying the previous one"
+        logging.warning(warning)
+        print(warning, file=sys.stderr, flush=True)
+        continue
+      return path
+    if candidates:
+      raise RunError(f"none of the {len(candidates)} checkpoint(s) in {self.model_dir} "
+                     "can be read (see the warnings); use a new --model_dir, or "
+                     "--overwrite to start over")
+    return None
 
   def save(self) -> str:
     """Saves a checkpoint numbered by the global step; returns its path."""
