@@ -8,10 +8,11 @@ written.
 """
 
 import os
+import random
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from supcon_tf import config as config_lib
 from supcon_tf import distribute
@@ -46,7 +47,11 @@ def make_deterministic(seed: int) -> None:
   Args:
     seed: --seed (Python, NumPy and TensorFlow's global seed).
   """
-  keras.utils.set_random_seed(seed)
+  # The initial weights are seeded where they are drawn (`state.create_model`); a
+  # global TensorFlow seed left set would break tf.data's tensor-seeded shuffles
+  # (TFDS's per-epoch file order).
+  random.seed(seed)
+  np.random.seed(seed)
   tf.config.experimental.enable_op_determinism()
   if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
     logging.warning("--deterministic: TensorFlow runs oneDNN kernels, which are not "

@@ -54,10 +54,16 @@ def create_model(cfg: config_lib.Config, num_classes: int, image_shape: Sequence
     image_shape: `(H, W, C)` of the input images.
     synchronized_batch_norm: BatchNorm statistics over all replicas.
   """
-  with dtype_policy(cfg.runtime.precision):
-    model = build_model(cfg.model, num_classes,
-                        synchronized_batch_norm=synchronized_batch_norm)
-    model(tf.zeros((1,) + tuple(image_shape)), training=False)
+  if cfg.data.deterministic:  # seeded initial weights, the same in every process
+    tf.random.set_seed(cfg.data.seed)
+  try:
+    with dtype_policy(cfg.runtime.precision):
+      model = build_model(cfg.model, num_classes,
+                          synchronized_batch_norm=synchronized_batch_norm)
+      model(tf.zeros((1,) + tuple(image_shape)), training=False)
+  finally:
+    if cfg.data.deterministic:
+      tf.random.set_seed(None)  # (left set, it breaks tensor-seeded tf.data shuffles)
   return model
 
 
