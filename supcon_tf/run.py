@@ -50,9 +50,8 @@ def main(argv):
     # The model_dir's contract: a resume may not change what the run computes;
     # eval/export take the run's configuration from its config.json.
     cfg = workdir.config_for_command(cfg, flags_lib.given_fields(FLAGS))
-    if cfg.data.deterministic and not supcon_tf.use_deterministic_kernels():
-      logging.warning("--deterministic with TF_ENABLE_ONEDNN_OPTS=1: oneDNN's "
-                      "kernels are not bit-reproducible run to run")
+    if cfg.data.deterministic:  # (modes.make_deterministic warns if it is too late)
+      supcon_tf.use_deterministic_kernels()
     # TensorFlow loads only now that the flags are valid: a bad flag fails in a
     # fraction of a second instead of after the seconds TensorFlow takes to load.
     from supcon_tf import modes  # pylint: disable=g-import-not-at-top
