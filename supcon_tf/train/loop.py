@@ -9,7 +9,6 @@ each epoch. Evaluation, the projector and the export are reached through the
 Trainer so that every worker takes part in their collectives.
 """
 
-import dataclasses
 import math
 import os
 import time
@@ -24,12 +23,12 @@ from supcon_tf import export as export_lib
 from supcon_tf import workdir
 from supcon_tf.errors import NonFiniteLossError, Preempted
 from supcon_tf.data import pipeline
-from supcon_tf.data.augment import ops as augment_ops
 from supcon_tf.data.augment import views
 from supcon_tf.train import evaluate as evaluate_lib
 from supcon_tf.train import plan as plan_lib
 from supcon_tf.train import preemption
 from supcon_tf.train import projector
+from supcon_tf.train import samples
 from supcon_tf.train import state as state_lib
 from supcon_tf.train import step as step_lib
 from supcon_tf.train import summaries as summaries_lib
@@ -319,21 +318,11 @@ class Trainer:
     """
     rt = self.cfg.runtime
     self.summaries.config(self.cfg, step)
-    if not (rt.summary_images and self.is_chief):
-      return
-    # A pipeline of just the images shown (never a global batch on each host).
-    spec = dataclasses.replace(self._train_spec(plan, 0),
-                               global_batch_size=min(rt.summary_images, rt.batch_size))
-    quiet = dataclasses.replace(self.input_options, report_corrupt=False)
-    batch = next(iter(pipeline.train_dataset(self.source, spec, self.view, quiet)))
-    views_ = batch["views"]  # [k, V, H, W, C]
-    if self.view.defer_blur:
-      shape = tf.shape(views_)
-      flat = tf.reshape(views_, [-1, *views_.shape[2:]])
-      views_ = tf.reshape(augment_ops.batch_random_blur(
-          flat, tf.reshape(batch["blur_seeds"], [-1, 2]), self.view.blur_probability),
-                          shape)
-    self.summaries.augmented_views(plan.index, views_, step)
+    if rt.summary_images and self.is_chief:
+      sample = samples.augmented_views(
+          self.source, self._train_spec(plan, 0), self.view, self.input_options,
+          min(rt.summary_images, rt.batch_size))
+      self.summaries.augmented_views(plan.index, sample, step)
 
   def write_projector(self, name: str) -> Optional[str]:
     """Test-set embeddings for TensorBoard's projector.
