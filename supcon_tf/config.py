@@ -135,6 +135,14 @@ class ModelConfig:
       InputNormalization.NONE, "Per-channel whitening of the [0, 1] input images, "
       "done inside the model (training, evaluation and the exported SavedModels): "
       "none, imagenet or cifar10 (the authors' apply_whitening on CIFAR).")
+  encoder_checkpoint: str = field(
+      "", "Start the encoder (weights, BatchNorm statistics) from another run: its "
+      "model_dir (newest checkpoint) or a checkpoint prefix (runs/x/ckpt-1000). Read "
+      "once, when this run starts; e.g. a linear evaluation (stage 2 only) of an "
+      "encoder pretrained elsewhere.")
+  random_encoder: bool = field(
+      False, "Allow a classifier stage on a frozen encoder that no stage and no "
+      "--encoder_checkpoint trains (the random-encoder baseline).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +207,21 @@ class StageConfig:
       "(BN normalises with its moving statistics) or batch_statistics (the authors' "
       "release: BN normalises with the batch statistics, its moving averages stay "
       "as they are).")
+
+  @property
+  def trains(self) -> bool:
+    """Whether the stage has steps."""
+    return self.epochs > 0 or self.steps > 0
+
+  def trains_encoder(self, stop_gradient_before_classifier: bool) -> bool:
+    """Whether the stage's gradients reach the encoder.
+
+    Args:
+      stop_gradient_before_classifier: the model's
+        `stop_gradient_before_classification_head`.
+    """
+    return self.contrastive_loss_weight > 0 or (self.cross_entropy_loss_weight > 0 and
+                                                not stop_gradient_before_classifier)
 
 
 def _stage_1_default():
@@ -385,10 +408,20 @@ def validate(config: Config) -> None:
       check(s.contrastive_loss_weight > 0 or s.cross_entropy_loss_weight > 0,
             f"{name} trains but both --{name}_contrastive_loss_weight and "
             f"--{name}_cross_entropy_loss_weight are 0")
-  check(config.stage_1.epochs > 0 or config.stage_1.steps > 0 or
-        config.stage_2.epochs > 0 or config.stage_2.steps > 0 or
-        r.mode in (Mode.EVAL, Mode.EXPORT),
+  check(config.stage_1.trains or config.stage_2.trains or r.mode in (Mode.EVAL, Mode.EXPORT),
         "nothing to train: both stages have 0 epochs and 0 steps")
+  check(not (m.encoder_checkpoint and m.random_encoder),
+        "--encoder_checkpoint and --random_encoder name two starts: pass one")
+  encoder_trained = bool(m.encoder_checkpoint) or m.random_encoder
+  for name in STAGE_SECTIONS:
+    s = getattr(config, name)
+    if not s.trains or r.mode in (Mode.EVAL, Mode.EXPORT):
+      continue
+    check(encoder_trained or s.trains_encoder(m.stop_gradient_before_classification_head),
+          f"{name} trains a classifier on a frozen encoder that nothing trained: give "
+          "--encoder_checkpoint=<the model_dir of a run that trained it>, or "
+          "--random_encoder for a random encoder on purpose")
+    encoder_trained = True
   check(r.batch_size > 0, f"--batch_size must be > 0, got {r.batch_size}")
   check(r.eval_batch_size > 0, f"--eval_batch_size must be > 0, got {r.eval_batch_size}")
   check(r.steps_per_loop > 0, f"--steps_per_loop must be > 0, got {r.steps_per_loop}")

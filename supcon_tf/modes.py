@@ -18,6 +18,7 @@ from supcon_tf import config as config_lib
 from supcon_tf import distribute
 from supcon_tf import dry_run
 from supcon_tf import train
+from supcon_tf import warm_start
 from supcon_tf import workdir
 from supcon_tf.data import sources
 
@@ -75,6 +76,7 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     RunError: a run that stopped (non-finite loss, too many undecodable images).
   """
   workdir.check_config(cfg)
+  warm_start.check_encoder_checkpoint(cfg)
   rt = cfg.runtime
   if cfg.data.deterministic:
     make_deterministic(cfg.data.seed)
@@ -110,18 +112,23 @@ def run(cfg: config_lib.Config, verbose: bool = True):
   if not (rt.overwrite and not is_chief):  # (a worker could still see the old file)
     # The label ids must mean the same classes as in the existing checkpoints.
     workdir.check_and_write_classes(rt.model_dir, source.name, source.class_names,
-                                    write=is_chief and training)
+                                    write=False)
+  if rt.mode == config_lib.Mode.EVAL:
+    _refuse_untrained_classifier(cfg, strategy, source)
+  trainer = train.Trainer(cfg, strategy, source, rt.model_dir, is_chief=is_chief,
+                          verbose=verbose)
+  # Another model's checkpoints (in model_dir, or --encoder_checkpoint): refused now,
+  # with the model built but before anything is read or written.
+  trainer.check_checkpoints()
   if is_chief and training:
+    workdir.check_and_write_classes(rt.model_dir, source.name, source.class_names,
+                                    write=True)
     workdir.write_config_once(cfg)
   if verbose and is_chief:
     print(f"{source.name} from {source.origin}: {source.num_train} train / "
           f"{source.num_eval} eval images, {source.num_classes} classes; "
           f"{type(strategy).__name__} with {replicas} replica(s), {per_replica} images "
           "per replica", flush=True)
-  if rt.mode == config_lib.Mode.EVAL:
-    _refuse_untrained_classifier(cfg, strategy, source)
-  trainer = train.Trainer(cfg, strategy, source, rt.model_dir, is_chief=is_chief,
-                          verbose=verbose)
   try:
     result = None
     if rt.mode in (config_lib.Mode.TRAIN, config_lib.Mode.TRAIN_THEN_EVAL):

@@ -19,6 +19,7 @@ import supcon_tf
 from supcon_tf import config as config_lib
 from supcon_tf import errors
 from supcon_tf import flags as flags_lib
+from supcon_tf import warm_start
 from supcon_tf import workdir
 
 FLAGS = flags.FLAGS
@@ -50,6 +51,7 @@ def main(argv):
     # The model_dir's contract: a resume may not change what the run computes;
     # eval/export take the run's configuration from its config.json.
     cfg = workdir.config_for_command(cfg, flags_lib.given_fields(FLAGS))
+    warm_start.check_encoder_checkpoint(cfg)
     if cfg.data.deterministic:  # (modes.make_deterministic warns if it is too late)
       supcon_tf.use_deterministic_kernels()
     # TensorFlow loads only now that the flags are valid: a bad flag fails in a

@@ -1,8 +1,13 @@
 """Helpers of the command-line tests: a tiny run's flags on 2 virtual CPUs, the check
-that a failure printed exactly one error line, and a digest of a directory's files."""
+that a failure printed exactly one error line, a digest of a directory's files, and
+the CLI run where TensorFlow cannot load."""
 
 import hashlib
 import os
+import subprocess
+import sys
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_args(model_dir, data_dir, *extra):
@@ -37,3 +42,15 @@ def tree_digest(path):
       with open(full, "rb") as f:
         digest.update(f.read())
   return digest.hexdigest()
+
+
+def run_without_tensorflow(tmp_path, args):
+  """The CLI with a `tensorflow` that fails on import: a refusal made before
+  TensorFlow loads still prints its own line."""
+  fake = tmp_path / "no_tf" / "tensorflow"
+  fake.mkdir(parents=True, exist_ok=True)
+  (fake / "__init__.py").write_text("raise ImportError('tensorflow was imported')\n")
+  env = dict(os.environ, PYTHONPATH=f"{fake.parent}{os.pathsep}{_REPO_ROOT}")
+  return subprocess.run([sys.executable, "-m", "supcon_tf.run"] + list(args),
+                        cwd=_REPO_ROOT, env=env, capture_output=True, text=True,
+                        timeout=120)

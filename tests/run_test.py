@@ -6,8 +6,6 @@ model_dir contract (a changed computation refused, eval/export reading config.js
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import types
 
@@ -76,23 +74,11 @@ def trained(tmp_path_factory, fake_data):
   return types.SimpleNamespace(model_dir=model_dir, args=args, data=fake_data)
 
 
-def _run_without_tensorflow(tmp_path, args):
-  """The CLI with a `tensorflow` that fails on import: a refusal made before
-  TensorFlow loads still prints its own line."""
-  fake = tmp_path / "no_tf" / "tensorflow"
-  fake.mkdir(parents=True, exist_ok=True)
-  (fake / "__init__.py").write_text("raise ImportError('tensorflow was imported')\n")
-  env = dict(os.environ, PYTHONPATH=f"{fake.parent}{os.pathsep}{testing.REPO_ROOT}")
-  return subprocess.run([sys.executable, "-m", "supcon_tf.run"] + list(args),
-                        cwd=testing.REPO_ROOT, env=env, capture_output=True, text=True,
-                        timeout=120)
-
-
 def test_a_rerun_that_changes_the_computation_is_refused_before_tensorflow(
     trained, tmp_path):
   m = trained.model_dir
   digest = cli.tree_digest(m)
-  changed = _run_without_tensorflow(tmp_path, trained.args + [
+  changed = cli.run_without_tensorflow(tmp_path, trained.args + [
       "--stage_1_steps=3", "--batch_size=8", "--eval_batch_size=8", "--log_steps=1"])
   line = cli.one_error_line(changed)
   assert line == (
@@ -101,7 +87,7 @@ def test_a_rerun_that_changes_the_computation_is_refused_before_tensorflow(
       "start over)")
   assert changed.stderr.strip() == line
   # A shorter command line is a different plan too (the stages' defaults).
-  shorter = _run_without_tensorflow(tmp_path, [
+  shorter = cli.run_without_tensorflow(tmp_path, [
       a for a in trained.args if not a.startswith(("--stage_1_steps", "--stage_2_steps"))])
   assert "holds --stage_1_steps=2 --stage_2_steps=1; this command says " \
       "--stage_1_steps=0 --stage_2_steps=0" in cli.one_error_line(shorter)
@@ -127,13 +113,13 @@ def test_eval_of_a_short_command_computes_what_the_run_computed(trained):
 def test_eval_and_export_refuse_a_changed_computation_and_overwrite(trained, tmp_path):
   m = trained.model_dir
   digest = cli.tree_digest(m)
-  changed = _run_without_tensorflow(tmp_path, [f"--model_dir={m}", "--mode=eval",
+  changed = cli.run_without_tensorflow(tmp_path, [f"--model_dir={m}", "--mode=eval",
                                                "--stage_2_steps=3"])
   assert cli.one_error_line(changed) == (
       f"error: model_dir {m} holds --stage_2_steps=1; this command says "
       f"--stage_2_steps=3 (--mode=eval takes the run's configuration from "
       f"{m}/config.json: drop those flags)")
-  overwrite = _run_without_tensorflow(tmp_path, trained.args + ["--mode=export",
+  overwrite = cli.run_without_tensorflow(tmp_path, trained.args + ["--mode=export",
                                                                 "--overwrite"])
   assert cli.one_error_line(overwrite) == (
       "error: --overwrite starts a training run over; --mode=export reads the run in "

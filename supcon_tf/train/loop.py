@@ -119,11 +119,20 @@ class Trainer:
     return self.state.latest_checkpoint()
 
   def restore(self) -> int:
-    """Restores the latest checkpoint if any; returns the global step."""
+    """Restores the latest checkpoint, or on a fresh start --encoder_checkpoint's
+    encoder if given; returns the global step."""
     latest = self.state.restore()
     if latest:
       self._log(f"restored {latest} (global step {self.state.step})")
+    elif self.cfg.model.encoder_checkpoint:
+      read = self.state.load_encoder(self.cfg.model.encoder_checkpoint)
+      self._log(f"encoder initialised from {read}")
     return self.state.step
+
+  def check_checkpoints(self) -> None:
+    """Refuses another model's checkpoints (model_dir's newest readable one, else
+    --encoder_checkpoint) before anything is written or read."""
+    self.state.check_checkpoints(self.cfg.model.encoder_checkpoint)
 
   def save(self) -> str:
     return self.state.save()

@@ -42,8 +42,7 @@ class StagePlan:
       stop_gradient_before_classifier: the model's
         `stop_gradient_before_classification_head`.
     """
-    return self.contrastive or (self.cross_entropy and
-                                not stop_gradient_before_classifier)
+    return self.config.trains_encoder(stop_gradient_before_classifier)
 
 
 def relative_step_cost(plan: StagePlan, stop_gradient_before_classifier: bool) -> float:

@@ -20,6 +20,7 @@ from supcon_tf.errors import RunError
 from supcon_tf import optim
 from supcon_tf import workdir
 from supcon_tf.models import build_model
+from supcon_tf.train import compat
 from supcon_tf.train import plan as plan_lib
 
 _POLICIES = {config_lib.Precision.FLOAT32: "float32",
@@ -205,10 +206,13 @@ class TrainState:
     one restored instead. Every object of the run must match the checkpoint.
 
     Raises:
+      IncompatibleCheckpoint: the newest readable checkpoint holds another model
+        (`compat.difference`), before any variable is assigned.
       RunError: there are checkpoints but none of them can be read.
     """
     candidates = self.checkpoints()
     for path in candidates:
+      self._check_own(path)
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
       # A torn file fails in many ways (OpError, IndexError "Read less bytes than
@@ -225,6 +229,69 @@ class TrainState:
                      "can be read (see the warnings); use a new --model_dir, or "
                      "--overwrite to start over")
     return None
+
+  def _check_own(self, path: str) -> bool:
+    """Refuses a checkpoint of model_dir that holds another model; False: unreadable."""
+    try:
+      reason = compat.difference(path, self.checkpoint)  # reads the index only
+    except Exception:  # pylint: disable=broad-except
+      return False  # (restore() says how, and falls back)
+    if reason:  # another model: an older checkpoint of this model_dir is no better
+      raise compat.IncompatibleCheckpoint(
+          f"checkpoint {path} holds another model: {reason} (use a new --model_dir, "
+          "or --overwrite to start over)")
+    return True
+
+  def check_checkpoints(self, encoder_checkpoint: str = "") -> None:
+    """The refusals of `restore` and `load_encoder`, reading checkpoint indexes only.
+
+    Args:
+      encoder_checkpoint: --encoder_checkpoint (checked when model_dir has no checkpoint).
+
+    Raises:
+      IncompatibleCheckpoint, RunError: as `restore` and `load_encoder` would.
+    """
+    candidates = self.checkpoints()
+    for path in candidates:
+      if self._check_own(path):
+        return
+    if candidates:
+      return  # none readable: restore() refuses, after its warnings
+    if encoder_checkpoint:
+      self._check_encoder(self._encoder_prefix(encoder_checkpoint))
+
+  @staticmethod
+  def _encoder_prefix(path: str) -> str:
+    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
+    if not prefix or not tf.io.gfile.exists(prefix + ".index"):
+      raise RunError(f"--encoder_checkpoint={path!r} is no checkpoint (give a model_dir "
+                     "with checkpoints, or a checkpoint prefix such as runs/x/ckpt-1000)")
+    return prefix
+
+  def _check_encoder(self, prefix: str) -> None:
+    compat.check(prefix, self.model.encoder, "--encoder_checkpoint", prefix="model/encoder",
+                 advice="the model flags of its run must be this run's")
+
+  def load_encoder(self, path: str) -> str:
+    """Initialises the encoder (weights and BatchNorm statistics) from another run.
+
+    Args:
+      path: --encoder_checkpoint: a checkpoint prefix, or a model_dir (its newest
+        checkpoint).
+
+    Returns:
+      The checkpoint read.
+
+    Raises:
+      RunError: no checkpoint at `path`.
+      IncompatibleCheckpoint: its encoder is another one (a variable and both
+        shapes named), before any variable is assigned.
+    """
+    prefix = self._encoder_prefix(path)
+    self._check_encoder(prefix)
+    root = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=self.model.encoder))
+    root.restore(prefix).expect_partial().assert_existing_objects_matched()
+    return prefix
 
   def save(self) -> str:
     """Saves a checkpoint numbered by the global step; returns its path."""
