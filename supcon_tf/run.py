@@ -35,7 +35,7 @@ def _parse_flags(argv):
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    _fail(str(e).splitlines()[0])
+    _fail(str(e).splitlines()[0].replace("ERROR:: ", ""))
 
 
 def main(argv):

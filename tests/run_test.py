@@ -35,11 +35,30 @@ def test_bad_values_fail_with_one_line(tmp_path, fake_data, args, fragment):
   assert fragment in cli.one_error_line(result)
 
 
+@pytest.mark.parametrize("args, start", [
+    (["--bogus=1"], "error: Unknown command line flag 'bogus'"),
+    (["--flagfile=/no/such.cfg"], "error: Unable to open flagfile: [Errno 2] No such "
+                                  "file or directory: '/no/such.cfg'"),
+    (["extra"], "error: unexpected positional arguments: extra"),
+    (["--contrast_mode=xyz"], "error: flag --contrast_mode=xyz: value should be one of "
+                              "<all_views|one_view>"),
+    (["--temperature=0"], "error: --temperature must be > 0, got 0.0"),
+])
+def test_command_line_refusals_come_before_tensorflow(tmp_path, args, start):
+  result = cli.run_without_tensorflow(tmp_path, [f"--model_dir={tmp_path / 'm'}"] + args)
+  assert cli.one_error_line(result).startswith(start)
+  assert not os.path.exists(tmp_path / "m")
+
+
 def test_refusals_before_training(tmp_path, fake_data):
   indivisible = testing.run_cli(cli.tiny_args(tmp_path / "a", fake_data, "--batch_size=15"))
   assert "not divisible by the 2 replicas" in cli.one_error_line(indivisible)
   missing = testing.run_cli(cli.tiny_args(tmp_path / "b", "/nonexistent/fashion"))
   assert "fashion_mnist_dir" in cli.one_error_line(missing)
+  (tmp_path / "empty").mkdir()
+  empty = testing.run_cli(cli.tiny_args(tmp_path / "b", tmp_path / "empty"))
+  assert cli.one_error_line(empty).startswith(
+      "error: Fashion-MNIST file train-images-idx3-ubyte[.gz] not found in ")
   # Refused before anything is written: config.json is written once, so a refused
   # first run must not leave one behind.
   too_big = testing.run_cli(cli.tiny_args(tmp_path / "c", fake_data, "--batch_size=128",
