@@ -15,23 +15,31 @@ picks the mechanism by strategy:
 - MultiWorkerMirroredStrategy: `ClusterStop`. Saving is a collective, so every
   worker must save at the same step. TensorFlow's
   `tf.distribute.experimental.PreemptionCheckpointHandler` agrees on it through the
-  coordination service: the first worker with a notice (SIGTERM, caught here and
-  polled by the handler once a second; on GCE GPU VMs also the metadata server's
-  `TERMINATE_ON_HOST_MAINTENANCE` maintenance event, as TensorFlow does there)
-  publishes "save at the next call" and waits until every worker has acknowledged
-  it. Every worker calls the handler once per chunk boundary (the calls are in
-  lockstep: each chunk is collective), and at the agreed call all save through
-  `TrainState.save` (the chief into model_dir, the others into their scratch
-  directory, deleted) and stop with `Preempted`: the handler's exit_fn only records
-  the stop, so the exit code is 75 rather than the handler's own `sys.exit` (42;
-  143 on GCE). Because the handler saves one call after the notice is seen, the
-  wait is bounded by two chunks (the running one and the next) plus the 1 s poll.
-  A notice in the run's last chunk (or the one before) lets training finish: its
-  final checkpoint is saved anyway. The handler keeps its own bookkeeping (a
-  never-saved checkpoint): run checkpoints are unchanged. One handler per process
-  (its coordination-service keys live as long as the cluster).
-  On GCE CPU and Cloud TPU VMs TensorFlow's handler does nothing (it logs that it
-  does not support them); there SIGTERM keeps its default effect under MWMS.
+  coordination service: the first worker with a notice publishes "save at the next
+  call" and waits until every worker has acknowledged it. The notice is SIGTERM
+  (caught here, polled by the handler once a second), and on GCE GPU VMs also the
+  metadata server's `TERMINATE_ON_HOST_MAINTENANCE` maintenance event, which
+  TensorFlow watches there. Every worker calls the handler
+  (`save_checkpoint_if_preempted`) once per chunk boundary, in lockstep since each
+  chunk is collective; at the agreed call all save through `TrainState.save` (the
+  chief into model_dir, the others into their scratch directory, deleted) and stop
+  with `Preempted`. The handler's exit_fn only records the stop, so the exit code is
+  75 rather than the handler's own `sys.exit` (42; 143 on GCE). grace_period=0: the
+  run stops at the agreed call (TensorFlow's GCE default, 3600 s, would train on and
+  save again once the grace period has passed; with `save_checkpoint_if_preempted`
+  its margin for that last save is zero).
+  As the handler saves one call after it sees the notice, the wait is bounded by two
+  chunks (the running one and the next) plus the 1 s poll. When the agreed call
+  would be the run's last boundary, training just finishes (that boundary saves
+  anyway; there is no later one to agree on). The handler's own bookkeeping (its
+  call counter) is a separate checkpoint that is never saved: run checkpoints are
+  unchanged. One handler per process: its coordination-service keys live as long as
+  the cluster.
+  On GCE CPU VMs the handler does nothing (TensorFlow does not support them); there
+  SIGTERM keeps its default effect under MWMS, with a warning.
+- TPU: the handler's TPUStrategy support is for Google's internal TPUs only (on
+  Cloud TPU VMs it does nothing), and a TPUStrategy program is one client: the
+  `StopSignal` above.
 
 `kill_hook` is the fault injector's: with `SUPCON_TEST_KILL_AT_STEP=N` in the
 environment, the process SIGKILLs itself when a chunk ends at global step N, before
@@ -43,6 +51,7 @@ import signal
 import threading
 from typing import Callable, Optional
 
+from absl import logging
 import tensorflow as tf
 
 from supcon_tf import distribute
@@ -172,6 +181,9 @@ class ClusterStop(StopSignal):
   def __enter__(self):
     self._platform = _platform_notice()
     if self._platform is False:  # TensorFlow's handler is a no-op there
+      logging.warning("SIGTERM is not coordinated between workers on this platform "
+                      "(TensorFlow's PreemptionCheckpointHandler does not support GCE "
+                      "CPU VMs): it stops the process without a checkpoint")
       return self
     super().__enter__()
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(), self._directory,
@@ -180,7 +192,7 @@ class ClusterStop(StopSignal):
         self.strategy.cluster_resolver, manager,
         termination_config=tf.distribute.experimental.TerminationConfig(
             termination_watcher_fn=self._notice, exit_fn=self._exit,
-            save_fn=self._save))
+            grace_period=0, save_fn=self._save))
     return self
 
   def stop_at(self, step: int, saved: bool) -> bool:
