@@ -205,42 +205,79 @@ def free_ports(n: int):
       s.close()
 
 
-def run_workers(argv, num_workers=2, timeout=300, env=None):
-  """Runs `argv` (a command list) as `num_workers` local MultiWorkerMirroredStrategy
-  workers on 127.0.0.1 (TF_CONFIG per process, ports picked here). Waits at most
-  `timeout` seconds in all, then kills them; every process is killed on any exit.
-  Returns [(returncode, stdout, stderr)] by task index; returncode None: timed out."""
-  import json  # pylint: disable=g-import-not-at-top
-  import signal  # pylint: disable=g-import-not-at-top
-  import tempfile  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-  cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(num_workers)]}
-  procs, logs = [], []
-  try:
-    for task in range(num_workers):
-      worker_env = dict(os.environ, PYTHONPATH=REPO_ROOT, **(env or {}))
-      worker_env["TF_CONFIG"] = json.dumps(
-          {"cluster": cluster, "task": {"type": "worker", "index": task}})
-      out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-      logs.append((out, err))
-      procs.append(subprocess.Popen(argv, cwd=REPO_ROOT, env=worker_env, stdout=out,
-                                    stderr=err, text=True, start_new_session=True))
+class Workers:
+  """`argv` (a command list) running as `num_workers` local MultiWorkerMirroredStrategy
+  workers on 127.0.0.1 (TF_CONFIG per process, ports picked here), their stdout and
+  stderr in temporary files. A context manager: every process group still running
+  on exit is killed."""
+
+  def __init__(self, argv, num_workers=2, env=None):
+    import json  # pylint: disable=g-import-not-at-top
+    import tempfile  # pylint: disable=g-import-not-at-top
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(num_workers)]}
+    self.procs, self._logs = [], []
+    try:
+      for task in range(num_workers):
+        worker_env = dict(os.environ, PYTHONPATH=REPO_ROOT, **(env or {}))
+        worker_env["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": task}})
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self._logs.append((out, err))
+        self.procs.append(subprocess.Popen(argv, cwd=REPO_ROOT, env=worker_env,
+                                           stdout=out, stderr=err, text=True,
+                                           start_new_session=True))
+    except BaseException:
+      self.__exit__(None, None, None)
+      raise
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+    for files in self._logs:
+      for f in files:
+        f.close()
+    return False
+
+  def output(self, task):
+    """(stdout, stderr) of worker `task` so far (read without moving the file offset
+    the worker writes at)."""
+    return tuple(os.pread(f.fileno(), os.fstat(f.fileno()).st_size, 0).decode(
+        errors="replace") for f in self._logs[task])
+
+  def wait(self, timeout, until_one_fails=True):
+    """Waits at most `timeout` seconds for every worker (with `until_one_fails`, only
+    until one exits non-zero: the rest would hang). Returns the return codes (None:
+    still running)."""
+    import time  # pylint: disable=g-import-not-at-top
     deadline = time.time() + timeout
-    while time.time() < deadline and any(p.poll() is None for p in procs):
-      if any(p.poll() not in (None, 0) for p in procs):  # one failed: the rest would hang
+    while time.time() < deadline and any(p.poll() is None for p in self.procs):
+      if until_one_fails and any(p.poll() not in (None, 0) for p in self.procs):
         break
       time.sleep(0.5)
-    codes = [p.poll() for p in procs]
-  finally:
-    for p in procs:
+    return [p.poll() for p in self.procs]
+
+  def close(self):
+    """Kills every process group still running."""
+    import signal  # pylint: disable=g-import-not-at-top
+    for p in self.procs:
       if p.poll() is None:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-  results = []
-  for code, (out, err) in zip(codes, logs):
-    out.seek(0)
-    err.seek(0)
-    results.append((code, out.read(), err.read()))
-    out.close()
-    err.close()
-  return results
+
+  def results(self):
+    """[(returncode, stdout, stderr)] by task index; returncode None: still running."""
+    return [(p.poll(),) + self.output(task) for task, p in enumerate(self.procs)]
+
+
+def run_workers(argv, num_workers=2, timeout=300, env=None):
+  """Runs `argv` (a command list) as `num_workers` local MultiWorkerMirroredStrategy
+  workers (see `Workers`). Waits at most `timeout` seconds in all, then kills them;
+  every process is killed on any exit. Returns [(returncode, stdout, stderr)] by
+  task index; returncode None: timed out."""
+  with Workers(argv, num_workers, env) as workers:
+    codes = workers.wait(timeout)
+    workers.close()
+    results = workers.results()
+  return [(code,) + result[1:] for code, result in zip(codes, results)]

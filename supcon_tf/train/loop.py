@@ -96,7 +96,7 @@ class Trainer:
     self._loops = {}
     self._single_steps = {}
     self._profiling = False
-    self._stop = preemption.StopSignal()  # installed by train()
+    self._stop = preemption.StopSignal(enabled=False)  # train() installs one
 
   # ---------------------------------------------------------------- state
   @property
@@ -207,10 +207,9 @@ class Trainer:
       self._log(f"training already finished at global step {step} (latest checkpoint "
                 f"in {self.model_dir}); nothing to train")
       return last
-    # Under MultiWorkerMirroredStrategy saving is a collective that one worker cannot
-    # make alone: SIGTERM keeps its default effect there (see preemption.py).
-    multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    with preemption.StopSignal(enabled=not multi_worker) as self._stop:
+    # SIGTERM (any worker's, under MultiWorkerMirroredStrategy): see preemption.py.
+    with preemption.stop_request(self.strategy, self.state.save, self.model_dir,
+                                 self.total_steps) as self._stop:
       for plan in self.stages:
         if plan.num_steps == 0 or step >= plan.end_step:
           continue
@@ -271,12 +270,10 @@ class Trainer:
       saved = step % rt.checkpoint_steps == 0 or step == plan.end_step
       if saved:
         self.save()
-      if self._stop.requested:  # SIGTERM: keep this chunk's work, then stop
-        if not saved:
-          self.save()
+      if self._stop.stop_at(step, saved):  # SIGTERM: this chunk's work is saved, stop
         self._profiler_control(step, final=True)
-        raise Preempted(f"SIGTERM at global step {step}: checkpoint saved in "
-                        f"{self.model_dir}; rerun the same command to continue")
+        raise Preempted(f"{self._stop.reason} at global step {step}: checkpoint saved "
+                        f"in {self.model_dir}; rerun the same command to continue")
       last = values
       if rt.log_steps and step % rt.log_steps and step != plan.end_step:
         continue
