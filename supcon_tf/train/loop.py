@@ -35,21 +35,6 @@ from supcon_tf.train import summaries as summaries_lib
 from supcon_tf.train.corrupt import CorruptCounter
 
 
-def format_seconds(seconds: float) -> str:
-  """A duration for the progress line.
-
-  Args:
-    seconds: the duration (negative counts as 0).
-
-  Returns:
-    `1h02m03s`, or `2m03s` under an hour.
-  """
-  seconds = int(max(seconds, 0))
-  h, rem = divmod(seconds, 3600)
-  m, s = divmod(rem, 60)
-  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 class Trainer:
   """A run's model, stages and loops: `train()`, `evaluate()`, `export()`."""
 
@@ -267,11 +252,12 @@ class Trainer:
       if rt.log_steps and step % rt.log_steps and step != plan.end_step:
         continue
       local = step - plan.first_step
+      etas = f"stage ETA {plan_lib.format_seconds(eta)}" + (
+          f" | training ETA {plan_lib.format_seconds(run_eta)}" if run_eta > eta else "")
       self._log(
           f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
           f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
-          f"{images_per_sec:.0f} images/s | stage ETA {format_seconds(eta)}"
-          + (f" | training ETA {format_seconds(run_eta)}" if run_eta > eta else ""))
+          f"{images_per_sec:.0f} images/s | {etas}")
     if plan.contrastive and step == plan.end_step and rt.projector_examples:
       self.write_projector(f"stage_{plan.index}")
     return step, last
