@@ -255,6 +255,10 @@ class RuntimeConfig:
   checkpoint_steps: int = field(1000, "Save a checkpoint every N steps (and at the "
                                       "end of each stage).")
   keep_checkpoint_max: int = field(3, "Checkpoints kept.")
+  nan_recovery_trials: int = field(
+      0, "On a non-finite loss, up to N times per command: restore the last checkpoint, "
+      "find the step whose loss is non-finite by replaying one step at a time, skip its "
+      "batch and go on (a fresh run saves ckpt-0 first). 0: stop with an error.")
   log_steps: int = field(0, "Progress line every N steps (0: every loop).")
   export_dir: str = field(
       "", "Where --mode=export (and the end of training) writes the TF-Hub "
@@ -427,6 +431,8 @@ def validate(config: Config) -> None:
   check(r.steps_per_loop > 0, f"--steps_per_loop must be > 0, got {r.steps_per_loop}")
   check(r.checkpoint_steps > 0, f"--checkpoint_steps must be > 0, got {r.checkpoint_steps}")
   check(r.keep_checkpoint_max > 0, "--keep_checkpoint_max must be > 0")
+  check(r.nan_recovery_trials >= 0,
+        f"--nan_recovery_trials must be >= 0, got {r.nan_recovery_trials}")
   check(r.num_virtual_cpus >= 0, "--num_virtual_cpus must be >= 0")
   check(not r.profile_steps or (len(r.profile_steps) == 2 and
                                 0 <= r.profile_steps[0] < r.profile_steps[1]),

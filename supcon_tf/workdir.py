@@ -134,6 +134,9 @@ MAY_DIFFER = frozenset({
     # saved and kept: the input is indexed by the global step and the optimizer
     # takes the same steps, so a resume from any checkpoint continues the same run.
     "runtime.steps_per_loop", "runtime.checkpoint_steps", "runtime.keep_checkpoint_max",
+    # Acts only where the run would otherwise stop (a non-finite loss): a run it
+    # recovered skipped a batch, which its log and TensorBoard name.
+    "runtime.nan_recovery_trials",
     # Progress lines and profiler traces.
     "runtime.log_steps", "runtime.profile_steps",
     # Where and whether the SavedModels of the trained variables are written.

@@ -9,7 +9,6 @@ each epoch. Evaluation, the projector and the export are reached through the
 Trainer so that every worker takes part in their collectives.
 """
 
-import math
 import os
 import time
 from typing import Dict, Optional
@@ -21,37 +20,19 @@ from supcon_tf import config as config_lib
 from supcon_tf import distribute
 from supcon_tf import export as export_lib
 from supcon_tf import workdir
-from supcon_tf.errors import NonFiniteLossError, Preempted
+from supcon_tf.errors import Preempted
 from supcon_tf.data import pipeline
 from supcon_tf.data.augment import views
 from supcon_tf.train import evaluate as evaluate_lib
 from supcon_tf.train import plan as plan_lib
 from supcon_tf.train import preemption
 from supcon_tf.train import projector
+from supcon_tf.train import recovery
 from supcon_tf.train import samples
 from supcon_tf.train import state as state_lib
 from supcon_tf.train import step as step_lib
 from supcon_tf.train import summaries as summaries_lib
 from supcon_tf.train.corrupt import CorruptCounter
-
-
-# The loss terms a non-finite total is traced to (metric names of step.py).
-_LOSS_TERMS = ("contrastive_loss", "cross_entropy_loss", "weight_decay_loss")
-
-
-def format_seconds(seconds: float) -> str:
-  """A duration for the progress line.
-
-  Args:
-    seconds: the duration (negative counts as 0).
-
-  Returns:
-    `1h02m03s`, or `2m03s` under an hour.
-  """
-  seconds = int(max(seconds, 0))
-  h, rem = divmod(seconds, 3600)
-  m, s = divmod(rem, 60)
-  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 class Trainer:
@@ -97,6 +78,7 @@ class Trainer:
     self._single_steps = {}
     self._profiling = False
     self._stop = preemption.StopSignal(enabled=False)  # train() installs one
+    self._nan = recovery.NanRecovery(self)  # the non-finite loss check
 
   # ---------------------------------------------------------------- state
   @property
@@ -153,7 +135,7 @@ class Trainer:
           self.cfg, plan, self.model, self.train_vars[stage_index],
           self.optimizers[stage_index], self.metrics, self.strategy,
           self.source.num_classes, self.view.blur_probability,
-          self.synchronized_batch_norm)
+          self.synchronized_batch_norm, self.global_step)
     return self._steps[stage_index]
 
   def train_step(self, stage_index: int, distributed_batch) -> Dict[str, float]:
@@ -178,7 +160,7 @@ class Trainer:
     for metric in self.metrics.values():
       metric.reset_state()
 
-  def _train_loop(self, plan: plan_lib.StagePlan):
+  def compiled_loop(self, plan: plan_lib.StagePlan):
     if plan.index not in self._loops:
       self._loops[plan.index] = step_lib.train_loop(
           self.strategy, self.stage_step(plan.index).replica_fn, self.global_step)
@@ -189,7 +171,7 @@ class Trainer:
         global_batch_size=self.cfg.runtime.batch_size, num_views=plan.num_views,
         seed=self.cfg.data.seed, stage=plan.index, start_step=start_step)
 
-  def _train_iterator(self, plan: plan_lib.StagePlan, start_step: int):
+  def train_iterator(self, plan: plan_lib.StagePlan, start_step: int):
     spec = self._train_spec(plan, start_step)
 
     def dataset_fn(input_context):
@@ -207,6 +189,7 @@ class Trainer:
       self._log(f"training already finished at global step {step} (latest checkpoint "
                 f"in {self.model_dir}); nothing to train")
       return last
+    self._nan.save_initial_state()
     # SIGTERM (any worker's, under MultiWorkerMirroredStrategy): see preemption.py.
     with preemption.stop_request(self.strategy, self.state.save, self.model_dir,
                                  self.total_steps) as self._stop:
@@ -223,8 +206,8 @@ class Trainer:
     if plan.config.reinitialize_classifier and local_start == 0:
       self.state.reinitialize_classifier(self.cfg.data.seed, plan.index)
       self._log(f"stage {plan.index}: classifier re-initialised")
-    iterator = self._train_iterator(plan, local_start)
-    loop = self._train_loop(plan)
+    iterator = self.train_iterator(plan, local_start)
+    loop = self.compiled_loop(plan)
     opt = self.optimizers[plan.index]
     self._log(f"stage {plan.index}: {plan.num_steps} steps "
               f"({plan.num_steps / max(plan.steps_per_epoch, 1):.2f} epochs of "
@@ -245,13 +228,10 @@ class Trainer:
       values = {k: float(v.result()) for k, v in self.metrics.items()}
       step = self.state.step
       elapsed = time.time() - t0
-      if not math.isfinite(values["loss"]):
-        terms = [f"{k}={values[k]}" for k in _LOSS_TERMS
-                 if k in values and not math.isfinite(values[k])]
-        raise NonFiniteLossError(
-            f"non-finite loss {values['loss']} in stage {plan.index} at global step "
-            f"{step} (steps {step - chunk + 1}..{step})"
-            + (f"; non-finite term(s): {', '.join(terms)}" if terms else ""))
+      recovered = self._nan.check(plan, values, step - chunk + 1, step)
+      if recovered is not None:  # a batch skipped, or a transient failure: go on
+        iterator, step = recovered, self.state.step
+        continue
       lr = float(opt.learning_rate(opt.iterations))
       images_per_sec = chunk * rt.batch_size / max(elapsed, 1e-9)
       self.summaries.train(plan, values, lr, images_per_sec,
@@ -278,11 +258,12 @@ class Trainer:
       if rt.log_steps and step % rt.log_steps and step != plan.end_step:
         continue
       local = step - plan.first_step
+      etas = f"stage ETA {plan_lib.format_seconds(eta)}" + (
+          f" | training ETA {plan_lib.format_seconds(run_eta)}" if run_eta > eta else "")
       self._log(
           f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
           f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
-          f"{images_per_sec:.0f} images/s | stage ETA {format_seconds(eta)}"
-          + (f" | training ETA {format_seconds(run_eta)}" if run_eta > eta else ""))
+          f"{images_per_sec:.0f} images/s | {etas}")
     if plan.contrastive and step == plan.end_step and rt.projector_examples:
       self.write_projector(f"stage_{plan.index}")
     return step, last

@@ -67,6 +67,21 @@ def relative_step_cost(plan: StagePlan, stop_gradient_before_classifier: bool) -
                            else 1.0)
 
 
+def format_seconds(seconds: float) -> str:
+  """A duration for the progress line.
+
+  Args:
+    seconds: the duration (negative counts as 0).
+
+  Returns:
+    `1h02m03s`, or `2m03s` under an hour.
+  """
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
 def remaining_seconds(stages: List[StagePlan], current: StagePlan, step: int,
                       seconds_per_step: float,
                       stop_gradient_before_classifier: bool) -> float:

@@ -22,6 +22,7 @@ from supcon_tf import losses
 from supcon_tf import optim
 from supcon_tf.data.augment import ops as augment_ops
 from supcon_tf.train import plan as plan_lib
+from supcon_tf.train import recovery
 
 # Means over the steps of a chunk (per-replica values whose replica mean is global).
 MEAN_METRICS = ("loss", "contrastive_loss", "cross_entropy_loss", "weight_decay_loss",
@@ -50,7 +51,8 @@ class StageStep:
   def __init__(self, cfg: config_lib.Config, plan: plan_lib.StagePlan, model,
                variables, optimizer, metrics: Dict[str, keras.metrics.Metric],
                strategy: tf.distribute.Strategy, num_classes: int,
-               blur_probability: float, synchronized_batch_norm: bool):
+               blur_probability: float, synchronized_batch_norm: bool,
+               global_step: tf.Variable = None):
     """Args:
       cfg: the run's config.
       plan: the stage.
@@ -62,6 +64,7 @@ class StageStep:
       num_classes: classifier outputs.
       blur_probability: of the deferred blur, applied when a batch has "blur_seeds".
       synchronized_batch_norm: whether BatchNorm layers all-reduce their statistics.
+      global_step: the run's (read only by the fault injection of recovery.py).
     """
     self.cfg, self.plan, self.model = cfg, plan, model
     self.variables, self.optimizer, self.metrics = variables, optimizer, metrics
@@ -72,6 +75,8 @@ class StageStep:
     self.loss_scaled = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
     self.encoder_training, self.kept_statistics = self._encoder_batch_norm()
     self.encode, self.heads, self.loss = self._pieces(synchronized_batch_norm)
+    self.global_step = global_step
+    self.nan_steps = recovery.injected_nan_steps()  # fault injection (tests)
 
   # ---------------------------------------------------------------- pieces
   def _xla(self, fn, has_collectives: bool):
@@ -189,6 +194,10 @@ class StageStep:
           z, labels if self.cfg.loss.use_labels else None)
                   if self.plan.contrastive else None)
       terms = self.loss(z, logits, labels, gathered)
+      if self.nan_steps and self.global_step is not None:  # fault injection (tests)
+        terms = recovery.poison(terms, self.global_step + 1, self.nan_steps,
+                                "contrastive_loss" if self.plan.contrastive
+                                else "cross_entropy_loss")
       objective = opt.get_scaled_loss(terms["loss"]) if self.loss_scaled else terms["loss"]
     for var, value in zip(self.kept_statistics, kept_values):  # authors' frozen BN
       var.assign(value)
