@@ -11,6 +11,7 @@ import typing
 from absl import flags
 
 from supcon_tf import config as config_lib
+from supcon_tf import validation
 
 
 def _leaf_fields():
@@ -93,7 +94,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib
 
   Raises:
     ConfigError: a list flag that does not parse or has the wrong length, or a
-      value `config.validate` rejects.
+      value `validation.validate` rejects.
   """
   sections = {s: {} for s in config_lib.SECTIONS}
   for section, f, name, _ in _leaf_fields():
@@ -109,7 +110,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> config_lib
   if cfg.runtime.tpu and cfg.runtime.strategy == config_lib.StrategyType.DEFAULT:
     cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(
         cfg.runtime, strategy=config_lib.StrategyType.TPU))
-  config_lib.validate(cfg)
+  validation.validate(cfg)
   return cfg
 
 

@@ -32,6 +32,7 @@ from typing import FrozenSet, List, Optional, Tuple
 
 from supcon_tf import atomic
 from supcon_tf import config as config_lib
+from supcon_tf import validation
 
 CONFIG_FILE = "config.json"
 CLASSES_FILE = "classes.json"
@@ -272,7 +273,7 @@ def config_for_command(cfg: config_lib.Config,
       if from_command is None or name in from_command:
         values[key] = command[section][key]
   merged = config_lib.Config.from_dict(run)
-  config_lib.validate(merged)
+  validation.validate(merged)
   return merged
 
 

@@ -8,6 +8,7 @@ import typing
 import pytest
 
 from supcon_tf import config as config_lib
+from supcon_tf import validation
 
 
 def test_config_module_has_no_tensorflow():
@@ -130,9 +131,9 @@ def _valid(**sections):
 
 
 def test_validate_accepts_the_defaults_with_a_model_dir():
-  config_lib.validate(_valid())
+  validation.validate(_valid())
   with pytest.raises(config_lib.ConfigError, match="--model_dir is required"):
-    config_lib.validate(config_lib.Config())
+    validation.validate(config_lib.Config())
 
 
 def test_validate_allows_no_training_in_eval_and_export_modes():
@@ -141,9 +142,9 @@ def test_validate_allows_no_training_in_eval_and_export_modes():
       stage_1=dataclasses.replace(base.stage_1, epochs=0, steps=0),
       stage_2=dataclasses.replace(base.stage_2, epochs=0, steps=0))
   with pytest.raises(config_lib.ConfigError, match="nothing to train"):
-    config_lib.validate(_valid(**no_training))
+    validation.validate(_valid(**no_training))
   for mode in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT):
-    config_lib.validate(_valid(runtime=dataclasses.replace(base.runtime, mode=mode),
+    validation.validate(_valid(runtime=dataclasses.replace(base.runtime, mode=mode),
                                **no_training))
 
 
@@ -174,18 +175,18 @@ def test_validate_names_the_bad_value(section, changes, message):
   base = _valid()
   cfg = _valid(**{section: dataclasses.replace(getattr(base, section), **changes)})
   with pytest.raises(config_lib.ConfigError, match=message) as info:
-    config_lib.validate(cfg)
+    validation.validate(cfg)
   assert "\n" not in str(info.value)  # one line for the user
 
 
 def test_image_folder_needs_an_image_dir_and_nothing_else():
   base = _valid()
   folder = dataclasses.replace(base.data, dataset=config_lib.IMAGE_FOLDER, image_dir="/p")
-  config_lib.validate(_valid(data=folder))
+  validation.validate(_valid(data=folder))
   with pytest.raises(config_lib.ConfigError, match="needs --image_dir"):
-    config_lib.validate(_valid(data=dataclasses.replace(folder, image_dir="")))
+    validation.validate(_valid(data=dataclasses.replace(folder, image_dir="")))
   with pytest.raises(config_lib.ConfigError, match="name two sources"):
-    config_lib.validate(_valid(data=dataclasses.replace(folder, dataset="cifar10")))
+    validation.validate(_valid(data=dataclasses.replace(folder, dataset="cifar10")))
 
 
 if __name__ == "__main__":
