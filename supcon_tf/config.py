@@ -76,6 +76,10 @@ class DataConfig:
   num_train_examples: int = field(
       0, "Use only the first N training examples (0: all). For smoke runs.")
   num_eval_examples: int = field(0, "Use only the first N test examples (0: all).")
+  samples_per_class: int = field(
+      0, "n > 0: class-balanced training batches of batch_size/n classes x n images "
+      "each, so every anchor has positives at small batch (random-access data only; "
+      "see data/balanced.py for how often each example is seen). 0: plain shuffles.")
   seed: int = field(0, "Seed of the input order and the augmentations.")
   deterministic: bool = field(
       False, "Reproducible runs under --seed: tf.data keeps the order of parallel "

@@ -101,6 +101,7 @@ def run(cfg: config_lib.Config, verbose: bool = True):
   if training:  # refused here rather than by the Trainer, before anything is written
     train.plan_stages(cfg, source.num_train, source.steps_per_epoch(
         rt.batch_size, distribute.num_input_pipelines(strategy)))
+    sources.check_balanced_batches(source, cfg.data.samples_per_class, rt.batch_size)
   if training and rt.overwrite and is_chief:
     # Before the Trainer: under MultiWorkerMirroredStrategy the variables' initial
     # values come from the chief, so no worker restores before this is done.

@@ -84,6 +84,10 @@ def validate(config: Config) -> None:
           "--random_encoder for a random encoder on purpose")
     encoder_trained = True
   check(r.batch_size > 0, f"--batch_size must be > 0, got {r.batch_size}")
+  check(d.samples_per_class >= 0 and (d.samples_per_class == 0 or
+                                      r.batch_size % d.samples_per_class == 0),
+        f"--samples_per_class must be 0 or divide --batch_size={r.batch_size}, got "
+        f"{d.samples_per_class}")
   check(r.eval_batch_size > 0, f"--eval_batch_size must be > 0, got {r.eval_batch_size}")
   check(r.steps_per_loop > 0, f"--steps_per_loop must be > 0, got {r.steps_per_loop}")
   check(r.checkpoint_steps > 0, f"--checkpoint_steps must be > 0, got {r.checkpoint_steps}")

@@ -15,6 +15,8 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
+from supcon_tf.data import balanced
+
 _no_autograph = tf.autograph.experimental.do_not_convert
 
 
@@ -28,12 +30,15 @@ class TrainInputSpec:
     seed: the run's data seed.
     stage: the stage's index (stages see different orders and augmentations).
     start_step: the first step (within the stage) the input gives.
+    samples_per_class: n > 0: class-balanced batches (`balanced.py`), which need
+      the labels of a random-access split.
   """
   global_batch_size: int
   num_views: int
   seed: int
   stage: int
   start_step: int = 0
+  samples_per_class: int = 0
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -95,8 +100,8 @@ def from_start_step(spec: TrainInputSpec, spe: int, per_pipeline_step: int,
 
 
 def indexed_epochs(num_examples: int, spec: TrainInputSpec,
-                   input_context: Optional[tf.distribute.InputContext]
-                   ) -> tf.data.Dataset:
+                   input_context: Optional[tf.distribute.InputContext],
+                   labels=None) -> tf.data.Dataset:
   """The order of random-access records: this pipeline's positions, from
   `spec.start_step` on.
 
@@ -108,6 +113,7 @@ def indexed_epochs(num_examples: int, spec: TrainInputSpec,
     num_examples: examples of the split.
     spec: the stage's input.
     input_context: this pipeline's (None: the only pipeline).
+    labels: the split's labels (needed with `spec.samples_per_class`).
 
   Returns:
     Infinite {"index", "position", "epoch"} (int64 scalars).
@@ -123,9 +129,14 @@ def indexed_epochs(num_examples: int, spec: TrainInputSpec,
   @_no_autograph
   def epoch_positions(epoch):
     # Positions of this pipeline's examples in the epoch, truncated to whole steps.
-    perm = tf.random.experimental.stateless_shuffle(
-        tf.range(num_examples, dtype=tf.int64),
-        seed=epoch_key(spec.seed, spec.stage, epoch))
+    if spec.samples_per_class:  # batch s is positions [s*B, (s+1)*B) of the epoch
+      perm = balanced.epoch_order(labels, spec.samples_per_class,
+                                  spec.global_batch_size, spe, spec.seed, spec.stage,
+                                  epoch)
+    else:
+      perm = tf.random.experimental.stateless_shuffle(
+          tf.range(num_examples, dtype=tf.int64),
+          seed=epoch_key(spec.seed, spec.stage, epoch))
     positions = tf.range(pipeline_id, num_examples, num_pipelines, dtype=tf.int64)
     positions = positions[:per_pipeline_epoch]
     return tf.data.Dataset.from_tensor_slices({

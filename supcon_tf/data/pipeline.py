@@ -151,7 +151,7 @@ def train_dataset(source: Source, spec: TrainInputSpec, view: views.ViewSpec,
 
 
 def _memory_train(records: MemoryRecords, spec, view, options, input_context):
-  ds = order.indexed_epochs(len(records.labels), spec, input_context)
+  ds = order.indexed_epochs(len(records.labels), spec, input_context, records.labels)
   images_t = tf.constant(records.images)
   labels_t = tf.constant(records.labels, tf.int32)
 
@@ -200,7 +200,7 @@ def _files_train(records: FileRecords, channels: int, spec, view, options,
   undecodable file is replaced by the next decodable one (its label too) and its
   example flagged `corrupt` 1; the path is printed the first time."""
   num_files = len(records.labels)
-  ds = order.indexed_epochs(num_files, spec, input_context)
+  ds = order.indexed_epochs(num_files, spec, input_context, records.labels)
   first_epoch = spec.start_step // steps_per_epoch(num_files, spec.global_batch_size)
   files_t = tf.constant(records.files, tf.string)
   labels_t = tf.constant(records.labels, tf.int32)
@@ -236,6 +236,8 @@ def _files_train(records: FileRecords, channels: int, spec, view, options,
 def _stream_train(records: StreamRecords, channels: int, spec, view, options,
                   input_context):
   """Every pipeline takes the whole-step share of each epoch of the smallest shard."""
+  if spec.samples_per_class:
+    raise ValueError("--samples_per_class needs a random-access split, not a stream")
   num_pipelines, pipeline_id, _, per_pipeline_step = order.layout(
       input_context, spec.global_batch_size)
   pipeline_examples = min(records.pipeline_sizes)

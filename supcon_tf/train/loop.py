@@ -169,7 +169,8 @@ class Trainer:
   def _train_spec(self, plan: plan_lib.StagePlan, start_step: int):
     return pipeline.TrainInputSpec(
         global_batch_size=self.cfg.runtime.batch_size, num_views=plan.num_views,
-        seed=self.cfg.data.seed, stage=plan.index, start_step=start_step)
+        seed=self.cfg.data.seed, stage=plan.index, start_step=start_step,
+        samples_per_class=self.cfg.data.samples_per_class)
 
   def train_iterator(self, plan: plan_lib.StagePlan, start_step: int):
     spec = self._train_spec(plan, start_step)

@@ -28,7 +28,8 @@ def augmented_views(source, spec: pipeline.TrainInputSpec, view: views.ViewSpec,
   Returns:
     `[count, V, H, W, C]` float views, blurred where the step would blur them.
   """
-  spec = dataclasses.replace(spec, global_batch_size=count)
+  # (the plain order: a class-balanced batch needs a whole global batch)
+  spec = dataclasses.replace(spec, global_batch_size=count, samples_per_class=0)
   quiet = dataclasses.replace(input_options, report_corrupt=False)
   batch = next(iter(pipeline.train_dataset(source, spec, view, quiet)))
   views_ = batch["views"]  # [k, V, H, W, C]

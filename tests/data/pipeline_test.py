@@ -359,3 +359,33 @@ def test_a_source_reporting_corrupt_decoded_images_is_refused():
                                   for f in dataclasses.fields(base)})
   with pytest.raises(ValueError, match="only files"):
     pipeline.train_dataset(wrong, pipeline.TrainInputSpec(8, 1, 0, 1), _VIEW, options())
+
+
+@pytest.mark.parametrize("kind", ["folder", "memory"])
+def test_class_balanced_batches_over_two_pipelines(kinds, kind):
+  """--samples_per_class=2 with a batch of 6: each global batch (both pipelines'
+  halves) is 3 classes of 2 images; streams are refused."""
+  source = kinds[kind]
+  spec = pipeline.TrainInputSpec(global_batch_size=6, num_views=1, seed=1, stage=1,
+                                 samples_per_class=2)
+  halves = []
+  for pid in range(2):
+    ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid,
+                                     num_replicas_in_sync=2)
+    halves.append(take(pipeline.train_dataset(source, spec, _IDENTITY, options(), ctx), 8))
+  for a, b in zip(*halves):
+    labels = np.concatenate([a["labels"], b["labels"]])
+    assert sorted(np.bincount(labels, minlength=3).tolist()) == [2, 2, 2], labels
+    ids = _ids([a, b])
+    assert len(set(ids)) == 6
+
+
+@pytest.mark.parametrize("kind", ["stream_files", "stream_examples"])
+def test_class_balanced_batches_of_a_stream_are_refused(kinds, kind):
+  from supcon_tf.config import ConfigError  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ConfigError, match="needs random access by class"):
+    sources.check_balanced_batches(kinds[kind], 2, 6)
+  spec = pipeline.TrainInputSpec(global_batch_size=6, num_views=1, seed=1, stage=1,
+                                 samples_per_class=2)
+  with pytest.raises(ValueError, match="random-access split"):
+    take(pipeline.train_dataset(kinds[kind], spec, _IDENTITY, options()), 1)

@@ -93,6 +93,25 @@ def check_given_locations(data_config: DataConfig, remote: bool = True) -> None:
                         "never skipped: fix the path or drop the flag)")
 
 
+def check_balanced_batches(source: Source, samples_per_class: int,
+                           batch_size: int) -> None:
+  """Refuses --samples_per_class a source cannot give (`data/balanced.py`).
+
+  Raises:
+    ConfigError: a streamed source (no random access by class), or more classes per
+      batch (batch_size / samples_per_class) than the source has.
+  """
+  if not samples_per_class:
+    return
+  if isinstance(source, tfds_stream.TfdsStreamSource):
+    raise ConfigError(f"--samples_per_class needs random access by class; {source.name} "
+                      "is streamed from its TFDS records (--max_in_memory_gb decides)")
+  if batch_size // samples_per_class > source.num_classes:
+    raise ConfigError(f"--samples_per_class={samples_per_class}: a batch of {batch_size} "
+                      f"needs {batch_size // samples_per_class} classes; "
+                      f"{source.name} has {source.num_classes}")
+
+
 def load_source(data_config: DataConfig) -> Source:
   """The source named by the config.
 
