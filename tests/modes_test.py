@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import tensorflow as tf
@@ -27,11 +26,7 @@ def test_train_kill_resume_eval(tmp_path, fake_data):
   proc = subprocess.Popen([sys.executable, "-m", "supcon_tf.run"] + args,
                           cwd=testing.REPO_ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
-  deadline = time.time() + 300
-  while not os.path.exists(model_dir / "ckpt-4.index"):
-    assert proc.poll() is None, proc.stdout.read()
-    assert time.time() < deadline, "no checkpoint within 300 s"
-    time.sleep(0.05)
+  testing.wait_for_checkpoint(proc, model_dir, 4)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   first_output = proc.stdout.read()
@@ -131,11 +126,7 @@ def test_too_many_corrupt_images_fail_the_run_and_keep_its_checkpoints(tmp_path)
           model_dir, photos, *plan, "--max_corrupt_fraction=0.1"),
       cwd=testing.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       text=True)
-  deadline = time.time() + 300
-  while not os.path.exists(model_dir / "ckpt-3.index"):
-    assert first.poll() is None, first.stdout.read()
-    assert time.time() < deadline, "no checkpoint within 300 s"
-    time.sleep(0.05)
+  testing.wait_for_checkpoint(first, model_dir, 3)
   first.send_signal(signal.SIGKILL)
   first.wait()
   assert "skipped 2 undecodable image(s) of 24" in first.stdout.read()

@@ -68,6 +68,21 @@ def run_cli(args, timeout=600, **kwargs):
                         timeout=timeout, **kwargs)
 
 
+def wait_for_checkpoint(proc, model_dir, step, timeout=300):
+  """Waits until `model_dir`'s checkpoint state names a checkpoint of at least `step`
+  (the index file appears before the state file does: waiting for it alone races
+  with a kill) and returns that step. Fails if `proc` ends or `timeout` passes."""
+  import time  # pylint: disable=g-import-not-at-top
+  deadline = time.time() + timeout
+  while True:
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    if latest and int(latest.rsplit("-", 1)[1]) >= step:
+      return int(latest.rsplit("-", 1)[1])
+    assert proc.poll() is None, proc.stdout.read()
+    assert time.time() < deadline, f"no checkpoint {step} within {timeout} s"
+    time.sleep(0.05)
+
+
 def synthetic_source(n=16, size=16, channels=3, classes=4, num_test=8, seed=0):
   """An in-memory source of random uint8 images; labels cycle through the classes
   and the test split is the first `num_test` training examples."""
