@@ -264,18 +264,22 @@ def _loss_math(features, labels, gathered, temperature, contrast_mode, summation
   chunked = chunk_size > 0 and (num_rows is None or num_rows > chunk_size)
 
   if (summation == Summation.OUTSIDE and denominator == Denominator.ALL
-      and positives_cap < 0 and memory is None and not chunked):
+      and positives_cap < 0 and memory is None):
     # The paper's loss (and SimCLR's): the fused path, same numbers, far fewer
-    # passes over the [anchors, global views] logits.
-    same_class = (offset + tf.range(local_batch))[:, None] == tf.range(
-        tf.shape(global_features)[0])[None, :]
-    if labels is not None:
-      same_class = labels[:, None] == global_labels[None, :]
+    # passes over the [anchors, global views] logits (chunked: its log-sum-exp).
+    same_class = None
+    if not chunked:
+      same_class = (offset + tf.range(local_batch))[:, None] == tf.range(
+          tf.shape(global_features)[0])[None, :]
+      if labels is not None:
+        same_class = labels[:, None] == global_labels[None, :]
     return losses_fused.supcon_outside_all(
         features[:, :num_anchor_views], global_features, num_views,
         same_class, offset, temperature, scale_by_temperature,
         # One replica (the gather was the identity): anchors == contrast views.
-        symmetric=all_views and global_features is features)
+        symmetric=all_views and global_features is features,
+        chunk_size=chunk_size if chunked else 0, labels=labels,
+        global_labels=global_labels)
 
   # The general path (losses_general.py). Rows are anchors, view-major
   # ([v0 of every local sample, v1 of every local sample, ...]); columns are the

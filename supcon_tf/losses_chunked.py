@@ -100,3 +100,78 @@ def chunked_row_losses(anchors, anchor_sample, anchor_view, anchor_label, contra
     return losses, grad
 
   return row_losses(anchors, contrast)
+
+
+def chunked_lse_of_products(anchors, contrast, self_index, chunk_size: int):
+  """Row-wise log-sum-exp of anchors @ contrast^T leaving out (r, self_index[r]),
+  C rows at a time: `losses_fused._lse_of_products` without the [n, M] logits.
+
+  The backward pass recomputes each chunk's logits and uses the saved
+  log-sum-exps: the softmax is exp(logits - lse), so G = upstream * softmax needs
+  no second reduction; d anchors = G @ contrast, d contrast += G^T @ anchors.
+
+  Args:
+    anchors: float32 [n, d], divided by tau.
+    contrast: float32 [M, d].
+    self_index: int32 [n]: the column left out of each row.
+    chunk_size: C > 0.
+
+  Returns:
+    float32 [n].
+  """
+  chunk = int(chunk_size)
+  n = tf.shape(anchors)[0]
+  num_chunks = (n + chunk - 1) // chunk
+  pad = num_chunks * chunk - n
+  # Padding rows leave out column 0 like any row; their upstream gradient is 0.
+  self_index = tf.pad(self_index, [[0, pad]])
+  ones = tf.ones([chunk], tf.int32)
+
+  def rows(x, i):
+    begin = [i * chunk] + [0] * (x.shape.rank - 1)
+    out = tf.slice(x, begin, [chunk] + [-1] * (x.shape.rank - 1))
+    out.set_shape([chunk] + x.shape[1:].as_list())
+    return out
+
+  def chunk_logits(a, i, contrast):
+    logits = tf.matmul(a, contrast, transpose_b=True)
+    indices = tf.stack([tf.range(chunk), rows(self_index, i)], axis=1)
+    return tf.tensor_scatter_nd_update(
+        logits, indices, tf.cast(ones, tf.float32) * losses_general._LOG_ZERO)  # pylint: disable=protected-access
+
+  def loop(body, initial):
+    return tf.while_loop(lambda i, *_: i < num_chunks, body, (0,) + initial,
+                         parallel_iterations=1)[1:]
+
+  @tf.custom_gradient
+  def lse(anchors, contrast):
+    padded = tf.pad(anchors, [[0, pad], [0, 0]])
+
+    def forward(i, out):
+      return i + 1, out.write(i, tf.reduce_logsumexp(
+          chunk_logits(rows(padded, i), i, contrast), axis=1))
+
+    out, = loop(forward, (tf.TensorArray(tf.float32, size=num_chunks,
+                                         element_shape=[chunk]),))
+    padded_lse = tf.reshape(out.stack(), [-1])
+
+    def grad(upstream):
+      upstream = tf.pad(upstream, [[0, pad]])
+
+      def backward(i, d_anchors, d_contrast):
+        a = rows(padded, i)
+        g = tf.exp(chunk_logits(a, i, contrast) - rows(padded_lse, i)[:, None]) * (
+            rows(upstream, i)[:, None])
+        return (i + 1, d_anchors.write(i, tf.matmul(g, contrast)),
+                d_contrast + tf.matmul(g, a, transpose_a=True))
+
+      d_anchors, d_contrast = loop(backward, (
+          tf.TensorArray(tf.float32, size=num_chunks,
+                         element_shape=[chunk, anchors.shape[1]]),
+          tf.zeros_like(contrast)))
+      d_anchors = tf.reshape(d_anchors.stack(), [-1, tf.shape(anchors)[1]])[:n]
+      return d_anchors, d_contrast
+
+    return padded_lse[:n], grad
+
+  return lse(anchors, contrast)

@@ -120,12 +120,16 @@ def _graph_shapes(concrete):
   return shapes
 
 
-@pytest.mark.parametrize("contrast_mode", ["all_views", "one_view"])
-def test_no_full_logits_tensor_in_chunked_graph(contrast_mode):
+@pytest.mark.parametrize("contrast_mode,denominator,with_memory", [
+    ("all_views", "one_positive", True), ("one_view", "one_positive", True),
+    ("all_views", "all", False),  # the fused path's chunked log-sum-exp
+    ("one_view", "all", False)])
+def test_no_full_logits_tensor_in_chunked_graph(contrast_mode, denominator,
+                                                with_memory):
   x = tf.constant(_unit((10, 2, 6), seed=6))
-  memory = _memory()
+  memory = _memory() if with_memory else None
   rows = 20 if contrast_mode == "all_views" else 10
-  columns = 20 + 9  # views of the batch + memory entries
+  columns = 20 + (9 if with_memory else 0)  # views of the batch + memory entries
 
   def traced(chunk_size):
     @tf.function
@@ -133,13 +137,14 @@ def test_no_full_logits_tensor_in_chunked_graph(contrast_mode):
       with tf.GradientTape() as tape:
         tape.watch(x)
         loss = tf.reduce_sum(losses.supcon_loss(
-            x, LABELS, contrast_mode=contrast_mode, denominator="one_positive",
+            x, LABELS, contrast_mode=contrast_mode, denominator=denominator,
             memory=memory, chunk_size=chunk_size))
       return loss, tape.gradient(loss, x)
     return _graph_shapes(loss_and_grad.get_concrete_function(x))
 
   # The check can fail: the plain graph has the [rows, columns] logits.
   assert [rows, columns] in [s.as_list() for s in traced(0) if s.rank == 2]
+  # Nor anything [local, global] (e.g. a sample-level class mask), here [10, 10].
   # The largest chunk tensor: one_positive's stack of two [C, columns] matrices.
   bound = 2 * 4 * columns
   assert bound < rows * columns
@@ -151,6 +156,7 @@ def test_no_full_logits_tensor_in_chunked_graph(contrast_mode):
       assert columns not in dims and 20 not in dims, dims
     else:
       assert shape.num_elements() <= bound, dims
+      assert dims[-2:] != [10, 10], dims
 
 
 _STRATEGY = []
