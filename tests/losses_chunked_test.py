@@ -77,17 +77,19 @@ def test_chunked_equals_plain_on_grid(contrast_mode, summation, denominator, cap
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_chunked_in_tf_function_with_variable_temperature():
+@pytest.mark.parametrize("with_memory", [False, True])  # fused / general path
+def test_chunked_in_tf_function_with_variable_temperature(with_memory):
   # Inside tf.function, with a temperature variable: its gradient matches too.
   x = tf.constant(_unit((10, 3, 6), seed=3))
   tau = tf.Variable(0.3)
+  memory = _memory() if with_memory else None
 
   @tf.function
   def loss_and_grads(chunk_size):
     with tf.GradientTape() as tape:
       tape.watch(x)
       loss = tf.reduce_mean(losses.supcon_loss(
-          x, LABELS, temperature=tau, chunk_size=chunk_size, memory=_memory()))
+          x, LABELS, temperature=tau, chunk_size=chunk_size, memory=memory))
     return (loss,) + tuple(tape.gradient(loss, [x, tau]))
 
   plain = [t.numpy() for t in loss_and_grads(0)]
