@@ -163,6 +163,10 @@ class LossConfig:
   positives_cap: int = field(
       -1, "Max positives other than the anchor's own views (-1: no cap). "
       "Multiple of num_views.")
+  loss_chunk_size: int = field(
+      0, "If > 0, the contrastive loss processes this many anchor rows at a time and "
+      "recomputes them in the backward pass: the same loss and gradients with memory "
+      "bounded by chunk x global views instead of anchors x global views.")
   label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy loss.")
   use_bias_weight_decay: bool = field(
       False, "Also decay biases (BatchNorm parameters never are).")
