@@ -163,6 +163,14 @@ class LossConfig:
   positives_cap: int = field(
       -1, "Max positives other than the anchor's own views (-1: no cap). "
       "Multiple of num_views.")
+  memory_size: int = field(
+      0, "K > 0: contrast the anchors also against a FIFO queue of the K most recent "
+      "projections (all views of the global batch of each earlier step) and their "
+      "labels: positives where the labels match, negatives otherwise; 0: plain SupCon.")
+  momentum_encoder: float = field(
+      0.0, "m > 0: fill the --memory_size queue from an exponential moving average "
+      "(momentum m, e.g. 0.999) of the encoder and projection head, as MoCo; 0: from "
+      "the online projections.")
   label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy loss.")
   use_bias_weight_decay: bool = field(
       False, "Also decay biases (BatchNorm parameters never are).")

@@ -21,6 +21,7 @@ from supcon_tf import optim
 from supcon_tf import workdir
 from supcon_tf.models import build_model
 from supcon_tf.train import compat
+from supcon_tf.train import memory
 from supcon_tf.train import plan as plan_lib
 
 _POLICIES = {config_lib.Precision.FLOAT32: "float32",
@@ -154,6 +155,9 @@ class TrainState:
       self.global_step = tf.Variable(
           0, dtype=tf.int64, trainable=False, name="global_step",
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      # --memory_size / --momentum_encoder (None where off).
+      self.queue, self.momentum = memory.create(cfg, self.model, lambda: create_model(
+          cfg, num_classes, image_shape, synchronized_batch_norm))
       kernels = optim.kernel_variables(self.model)
       self.optimizers: Dict[int, keras.optimizers.Optimizer] = {}
       self.train_vars: Dict[int, List[tf.Variable]] = {}
@@ -171,6 +175,10 @@ class TrainState:
         self.optimizers[plan.index] = opt
         self.train_vars[plan.index] = variables
     objects = {f"stage_{i}_optimizer": opt for i, opt in self.optimizers.items()}
+    if self.queue is not None:
+      objects["memory"] = self.queue
+    if self.momentum is not None:
+      objects["momentum_model"] = self.momentum.model
     self.checkpoint = tf.train.Checkpoint(model=self.model, global_step=self.global_step,
                                           **objects)
     save_dir = model_dir if is_chief else workdir.scratch_dir(model_dir, task_id)
