@@ -171,6 +171,10 @@ class LossConfig:
       0.0, "m > 0: fill the --memory_size queue from an exponential moving average "
       "(momentum m, e.g. 0.999) of the encoder and projection head, as MoCo; 0: from "
       "the online projections.")
+  loss_chunk_size: int = field(
+      0, "If > 0, the contrastive loss processes this many anchor rows at a time and "
+      "recomputes them in the backward pass: the same loss and gradients with memory "
+      "bounded by chunk x global views instead of anchors x global views.")
   label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy loss.")
   use_bias_weight_decay: bool = field(
       False, "Also decay biases (BatchNorm parameters never are).")

@@ -22,7 +22,11 @@ from typing import NamedTuple, Optional, Union
 import tensorflow as tf
 import tf_keras as keras
 
+from supcon_tf import losses_chunked
 from supcon_tf import losses_fused
+from supcon_tf import losses_general
+from supcon_tf import losses_memory
+from supcon_tf.losses_memory import Memory
 from supcon_tf.config import ContrastMode, DenominatorMode, SummationLocation
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "Summation",
     "Denominator",
     "GlobalBatch",
+    "Memory",
     "gather_global_batch",
     "supcon_loss",
     "per_replica_mean",
@@ -54,15 +59,6 @@ def _as_enum(value, enum_cls, arg_name):
   choices = "|".join(m.value for m in enum_cls)
   raise ValueError(f"{arg_name} must be one of {choices} (or a {enum_cls.__name__}),"
                    f" got {value!r}")
-
-
-# Finite stand-in for log(0) in masked log-sum-exps. Finite (not -inf) so that no
-# inf - inf or 0 * inf can appear in the forward pass or in any gradient.
-_LOG_ZERO = -1e30
-
-
-def _masked_logsumexp(x, mask, axis):
-  return tf.reduce_logsumexp(tf.where(mask, x, _LOG_ZERO), axis=axis)
 
 
 def _replica_info():
@@ -186,7 +182,9 @@ def supcon_loss(features,
                 denominator: Union[str, Denominator] = "all",
                 positives_cap: int = -1,
                 scale_by_temperature: bool = True,
-                gathered: Optional[GlobalBatch] = None) -> tf.Tensor:
+                gathered: Optional[GlobalBatch] = None,
+                memory: Optional[Memory] = None,
+                chunk_size: int = 0) -> tf.Tensor:
   """Supervised contrastive loss; SimCLR's NT-Xent when `labels` is None.
 
   Args:
@@ -207,13 +205,24 @@ def supcon_loss(features,
     gathered: the global batch from `gather_global_batch(features, labels)`, when
       the caller gathered it already (e.g. outside an XLA-compiled loss, which
       must not contain the gather). None: gathered here.
+    memory: a `Memory` queue of K earlier projections: K extra contrast columns
+      for every anchor (positives when labels are used and equal, else
+      negatives; never anchors, never self; invalid entries ignored; no
+      gradient into them). Takes the general path (`losses_general.py`). Not
+      with positives_cap >= 0 (ValueError). None or static K = 0: no memory,
+      exactly the loss without one.
+    chunk_size: 0: plain computation. C > 0: the same losses and gradients with
+      the anchor rows processed C at a time, recomputed in the backward pass
+      (`losses_chunked.py`): memory O(C x columns) instead of O(anchors x
+      columns). C >= the anchor rows (if known statically): plain.
 
   Returns:
     float32 [batch]: per-sample loss, the mean over that sample's anchor views. An
     anchor with no positive (or, with `only_negatives`, no negative) contributes 0.
 
   Raises:
-    ValueError: bad ranks/shapes/dtypes, unknown modes, tau <= 0, bad cap.
+    ValueError: bad ranks/shapes/dtypes, unknown modes, tau <= 0, bad cap, bad
+      chunk_size, bad memory or a memory with a cap.
   """
   features = tf.convert_to_tensor(features)
   labels = None if labels is None else tf.convert_to_tensor(labels)
@@ -222,6 +231,10 @@ def supcon_loss(features,
   denominator = _as_enum(denominator, Denominator, "denominator")
   num_views = features.shape[1] if features.shape.rank == 3 else None
   _validate(features, labels, temperature, num_views, positives_cap)
+  if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 0:
+    raise ValueError(f"chunk_size must be an int >= 0, got {chunk_size!r}")
+  memory = losses_memory.prepare(memory, features.shape[2], labels is not None,
+                                 positives_cap)
 
   if gathered is None:
     gathered = gather_global_batch(features, labels)
@@ -230,11 +243,12 @@ def supcon_loss(features,
   with tf.name_scope("supcon_loss"):
     return _loss_math(features, labels, gathered, temperature, contrast_mode,
                       summation, denominator, positives_cap, scale_by_temperature,
-                      num_views)
+                      num_views, memory, chunk_size)
 
 
 def _loss_math(features, labels, gathered, temperature, contrast_mode, summation,
-               denominator, positives_cap, scale_by_temperature, num_views):
+               denominator, positives_cap, scale_by_temperature, num_views, memory,
+               chunk_size):
   """`supcon_loss` after validation and the gather (same arguments)."""
   features = tf.cast(features, tf.float32)
   labels = _class_ids(labels)
@@ -244,80 +258,53 @@ def _loss_math(features, labels, gathered, temperature, contrast_mode, summation
     raise ValueError("labels and the gathered labels go together")
   temperature = tf.cast(temperature, tf.float32)
   local_batch = tf.shape(features)[0]
-  global_batch = tf.shape(global_features)[0]
-
-  # Sample-level masks [local_batch, global_batch].
-  anchor_index = offset + tf.range(local_batch)
-  is_self_sample = anchor_index[:, None] == tf.range(global_batch)[None, :]
-  if labels is None:
-    same_class = is_self_sample
-  else:
-    same_class = labels[:, None] == global_labels[None, :]
-  kept_same = same_class
-  if positives_cap >= 0:
-    # Keep the first cap // views other samples of the class in global order.
-    other_same = tf.logical_and(same_class, tf.logical_not(is_self_sample))
-    rank = tf.cumsum(tf.cast(other_same, tf.int32), axis=1)
-    kept_other = tf.logical_and(other_same, rank <= positives_cap // num_views)
-    kept_same = tf.logical_or(kept_other, is_self_sample)
+  all_views = contrast_mode == ContrastMode.ALL_VIEWS
+  num_anchor_views = num_views if all_views else 1
+  num_rows = None if features.shape[0] is None else num_anchor_views * features.shape[0]
+  chunked = chunk_size > 0 and (num_rows is None or num_rows > chunk_size)
 
   if (summation == Summation.OUTSIDE and denominator == Denominator.ALL
-      and positives_cap < 0):
+      and positives_cap < 0 and memory is None):
     # The paper's loss (and SimCLR's): the fused path, same numbers, far fewer
-    # passes over the [anchors, global views] logits.
-    all_views = contrast_mode == ContrastMode.ALL_VIEWS
+    # passes over the [anchors, global views] logits (chunked: its log-sum-exp).
+    same_class = None
+    if not chunked:
+      same_class = (offset + tf.range(local_batch))[:, None] == tf.range(
+          tf.shape(global_features)[0])[None, :]
+      if labels is not None:
+        same_class = labels[:, None] == global_labels[None, :]
     return losses_fused.supcon_outside_all(
-        features[:, :num_views if all_views else 1], global_features, num_views,
+        features[:, :num_anchor_views], global_features, num_views,
         same_class, offset, temperature, scale_by_temperature,
         # One replica (the gather was the identity): anchors == contrast views.
-        symmetric=all_views and global_features is features)
+        symmetric=all_views and global_features is features,
+        chunk_size=chunk_size if chunked else 0, labels=labels,
+        global_labels=global_labels)
 
-  # View-level layout: rows are anchors, ordered view-major
+  # The general path (losses_general.py). Rows are anchors, view-major
   # ([v0 of every local sample, v1 of every local sample, ...]); columns are the
-  # global views, view-major likewise.
-  num_anchor_views = num_views if contrast_mode == ContrastMode.ALL_VIEWS else 1
+  # global views, view-major likewise, then the memory entries.
   contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
-                        [num_views * global_batch, -1])
+                        [num_views * tf.shape(global_features)[0], features.shape[2]])
   # 1/tau on the anchors [N, d], not on the logits [N, M].
   anchors = tf.reshape(tf.transpose(features[:, :num_anchor_views], [1, 0, 2]),
                        [num_anchor_views * local_batch, -1]) / temperature
-  logits = tf.matmul(anchors, contrast, transpose_b=True)
-
-  tile = [num_anchor_views, num_views]
   anchor_view = tf.repeat(tf.range(num_anchor_views), local_batch)
-  contrast_view = tf.repeat(tf.range(num_views), global_batch)
-  same_view = anchor_view[:, None] == contrast_view[None, :]
-  is_self = tf.logical_and(tf.tile(is_self_sample, tile), same_view)
-  not_self = tf.logical_not(is_self)
-  positives = tf.logical_and(tf.tile(kept_same, tile), not_self)
-  negatives = tf.logical_not(tf.tile(same_class, tile))
-  num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), axis=1)
-
-  # log of the softmax denominator for each (anchor, positive) pair.
-  if denominator == Denominator.ALL:
-    log_denom = _masked_logsumexp(logits, tf.logical_or(positives, negatives), 1)[:, None]
-    has_denom = tf.ones_like(num_positives, tf.bool)
+  anchor_sample = offset + tf.tile(tf.range(local_batch), [num_anchor_views])
+  anchor_label = None if labels is None else tf.tile(labels, [num_anchor_views])
+  row_kwargs = dict(
+      global_labels=global_labels, num_views=num_views,
+      memory_features=None if memory is None else memory.features,
+      memory_labels=None if memory is None else memory.labels,
+      memory_valid=None if memory is None else memory.valid,
+      summation=summation, denominator=denominator, positives_cap=positives_cap)
+  if chunked:
+    anchor_loss = losses_chunked.chunked_row_losses(
+        anchors, anchor_sample, anchor_view, anchor_label, contrast, chunk_size,
+        **row_kwargs)
   else:
-    log_neg = _masked_logsumexp(logits, negatives, 1)[:, None]
-    if denominator == Denominator.ONE_POSITIVE:
-      # log(exp(l_ip) + sum_n exp(l_in)), stably.
-      log_denom = tf.reduce_logsumexp(
-          tf.stack([logits, tf.broadcast_to(log_neg, tf.shape(logits))]), axis=0)
-      has_denom = tf.ones_like(num_positives, tf.bool)
-    else:
-      log_denom = log_neg
-      has_denom = tf.reduce_any(negatives, axis=1)
-  log_prob = logits - log_denom  # log p_ip for every column; used only on positives
-
-  safe_num_positives = tf.maximum(num_positives, 1.0)
-  if summation == Summation.OUTSIDE:
-    anchor_loss = -tf.reduce_sum(tf.where(positives, log_prob, 0.0), axis=1) / (
-        safe_num_positives)
-  else:
-    anchor_loss = -(_masked_logsumexp(log_prob, positives, 1) -
-                    tf.math.log(safe_num_positives))
-  valid = tf.logical_and(num_positives > 0, has_denom)
-  anchor_loss = tf.where(valid, anchor_loss, 0.0)
+    anchor_loss = losses_general.anchor_row_losses(
+        anchors, anchor_sample, anchor_view, anchor_label, contrast, **row_kwargs)
   if scale_by_temperature:
     anchor_loss *= temperature
   return tf.reduce_mean(tf.reshape(anchor_loss, [num_anchor_views, local_batch]), axis=0)

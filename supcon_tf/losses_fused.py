@@ -30,6 +30,8 @@ the gathered global batch.
 
 import tensorflow as tf
 
+from supcon_tf import losses_chunked
+
 # Finite stand-in for log(0) (as in losses.py): exp(_LOG_ZERO - max) is exactly 0.
 _LOG_ZERO = -1e30
 
@@ -88,7 +90,8 @@ def _lse_of_self_products(u):
 
 def supcon_outside_all(anchors, global_features, num_views: int, same_class, offset,
                        temperature, scale_by_temperature: bool,
-                       symmetric: bool = False):
+                       symmetric: bool = False, chunk_size: int = 0,
+                       labels=None, global_labels=None):
   """Per-sample L_out with the denominator over every non-self view.
 
   Args:
@@ -98,12 +101,17 @@ def supcon_outside_all(anchors, global_features, num_views: int, same_class, off
       this replica's at rows offset..offset+local-1.
     num_views: V (static; a gather may leave the global shape unknown).
     same_class: bool [local, global]: sample i and global sample j share a class
-      (for SimCLR: j is i itself).
+      (for SimCLR: j is i itself). None with chunk_size > 0.
     offset: int32 scalar, the position of this replica's samples in the global batch.
     temperature: float32 scalar tau > 0.
     scale_by_temperature: multiply the loss by tau.
     symmetric: the anchors are every view of the global batch itself (one
       replica, all views as anchors): one product in the backward pass.
+    chunk_size: C > 0: the log-sum-exp C anchor rows at a time
+      (`losses_chunked.chunked_lse_of_products`) and the class sums by segment
+      sums over `global_labels`, so that nothing is [local, global] or bigger.
+    labels, global_labels: int32 [local] / [global] class ids or None (SimCLR);
+      used only with chunk_size > 0.
 
   Returns:
     float32 [local]: the mean over each sample's anchor views; an anchor without
@@ -124,19 +132,27 @@ def supcon_outside_all(anchors, global_features, num_views: int, same_class, off
   anchor_view = tf.repeat(tf.range(num_anchor_views), local)
   anchor_sample = tf.tile(tf.range(local), [num_anchor_views])
   self_index = anchor_view * global_batch + offset + anchor_sample
-  if symmetric:
+  if chunk_size > 0:
+    lse = losses_chunked.chunked_lse_of_products(scaled, contrast, self_index,
+                                                 chunk_size)
+  elif symmetric:
     # logits = u u^T with u = contrast / sqrt(tau): autodiff carries tau's part.
     lse = _lse_of_self_products(contrast * tf.math.rsqrt(temperature))
   else:
     lse = _lse_of_products(scaled, contrast, self_index)
 
   # Sum of the positives' logits through class sums (see the module docstring).
-  same = tf.cast(same_class, tf.float32)
-  class_sums = tf.matmul(same, tf.reduce_sum(global_features, axis=1))  # [local, d]
+  if chunk_size > 0:
+    class_sums, class_sizes = _class_sums_by_segments(
+        global_features, labels, global_labels, offset, local)
+  else:
+    same = tf.cast(same_class, tf.float32)
+    class_sums = tf.matmul(same, tf.reduce_sum(global_features, axis=1))  # [local, d]
+    class_sizes = tf.reduce_sum(same, axis=1)
   positives_sum = tf.tile(class_sums, [num_anchor_views, 1]) - tf.gather(contrast,
                                                                            self_index)
   positive_logits = tf.reduce_sum(scaled * positives_sum, axis=1)
-  num_positives = num_views * tf.reduce_sum(same, axis=1) - 1.0
+  num_positives = num_views * class_sizes - 1.0
   num_positives = tf.tile(num_positives, [num_anchor_views])
 
   has_positive = num_positives > 0
@@ -145,3 +161,19 @@ def supcon_outside_all(anchors, global_features, num_views: int, same_class, off
   if scale_by_temperature:
     anchor_loss *= temperature
   return tf.reduce_mean(tf.reshape(anchor_loss, [num_anchor_views, local]), axis=0)
+
+
+def _class_sums_by_segments(global_features, labels, global_labels, offset, local):
+  """([local, d] sums of the views of each anchor sample's class in the global
+  batch, [local] sizes of those classes), in O(global x d): segment sums over the
+  classes present, looked up by each local sample's own row of the global batch."""
+  view_sums = tf.reduce_sum(global_features, axis=1)  # [global, d]
+  if labels is None:  # SimCLR: each sample its own class
+    return tf.slice(view_sums, [offset, 0], [local, -1]), tf.ones([local])
+  classes, class_index = tf.unique(global_labels)
+  num_classes = tf.size(classes)
+  sums = tf.math.unsorted_segment_sum(view_sums, class_index, num_classes)
+  sizes = tf.math.unsorted_segment_sum(tf.ones_like(class_index, tf.float32),
+                                       class_index, num_classes)
+  own = tf.slice(class_index, [offset], [local])
+  return tf.gather(sums, own), tf.gather(sizes, own)

@@ -56,6 +56,7 @@ def validate(config: Config) -> None:
                                   l.positives_cap % d.num_views == 0),
         f"--positives_cap must be -1 or a multiple of --num_views ({d.num_views}), "
         f"got {l.positives_cap}")
+  check(l.loss_chunk_size >= 0, f"--loss_chunk_size must be >= 0, got {l.loss_chunk_size}")
   check(0 <= l.label_smoothing < 1, "--label_smoothing must be in [0, 1)")
   check(l.memory_size >= 0, f"--memory_size must be >= 0, got {l.memory_size}")
   check(0 <= l.momentum_encoder < 1,

@@ -162,6 +162,7 @@ def test_validate_allows_no_training_in_eval_and_export_modes():
     ("model", {"batch_norm_momentum": 1.0}, "--batch_norm_momentum"),
     ("loss", {"positives_cap": 3}, r"multiple of --num_views \(2\), got 3"),
     ("loss", {"label_smoothing": 1.0}, "--label_smoothing"),
+    ("loss", {"loss_chunk_size": -1}, "--loss_chunk_size must be >= 0, got -1"),
     ("stage_2", {"weight_decay": -1.0}, "--stage_2_weight_decay"),
     ("stage_2", {"cross_entropy_loss_weight": 0.0}, "stage_2 trains but both"),
     ("runtime", {"profile_steps": (5, 5)}, "START,END with 0 <= START < END, got 5,5"),

@@ -81,6 +81,7 @@ def test_tpu_flag_implies_tpu_strategy(tmp_path):
     (["--temperature=0"], "temperature"),
     (["--resnet_depth=19"], "resnet_depth"),
     (["--positives_cap=3"], "positives_cap"),
+    (["--loss_chunk_size=-2"], "loss_chunk_size"),
     (["--crop_area_range=0.5"], "exactly 2"),
     (["--crop_area_range=a,b"], "crop_area_range"),
     (["--projection_head_layers=128,0"], "projection_head_layers"),

@@ -156,7 +156,7 @@ class StageStep:
           contrast_mode=lc.contrast_mode, summation=lc.summation_location,
           denominator=lc.denominator_mode, positives_cap=lc.positives_cap,
           scale_by_temperature=lc.scale_by_temperature, gathered=gathered,
-          **({"memory": memory} if memory is not None else {}))
+          memory=memory, chunk_size=lc.loss_chunk_size)
       # sum / global batch on each replica: summed gradients == global mean.
       contrastive = losses.per_replica_mean(per_sample, global_batch)
       total += plan.config.contrastive_loss_weight * contrastive

@@ -127,3 +127,26 @@ def test_jit_compile_step_matches_plain_step(tmp_path):
                                   str(tmp_path / str(jit)), verbose=False)
     losses.append(trainer.train_step(1, batch)["loss"])
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_loss_chunk_size_step_matches_plain_step(tmp_path):
+  """--loss_chunk_size: the same step (loss and updated weights) as the plain loss."""
+  rng = np.random.default_rng(5)
+  batch = {"views": tf.constant(rng.random((8, 2, 16, 16, 3)), tf.float32),
+           "labels": tf.constant(np.arange(8) % 4, tf.int32)}
+  results = []
+  for chunk in (0, 5):  # 16 anchor rows: chunks of 5, 5, 5 and 1
+    cfg = _r50_config(config_lib.Precision.FLOAT32, tmp_path / str(chunk))
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, resnet_depth=18),
+        loss=dataclasses.replace(cfg.loss, loss_chunk_size=chunk))
+    keras.utils.set_random_seed(7)
+    trainer = train.Trainer(cfg, tf.distribute.get_strategy(), _source(),
+                            str(tmp_path / str(chunk)), verbose=False)
+    metrics = trainer.train_step(1, batch)
+    results.append((metrics["contrastive_loss"],
+                    [v.numpy() for v in trainer.model.trainable_variables]))
+  assert results[0][0] > 0
+  np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+  for chunked, plain in zip(results[1][1], results[0][1]):
+    np.testing.assert_allclose(chunked, plain, rtol=1e-4, atol=1e-5)
