@@ -242,8 +242,9 @@ class StageStep:
       gathered = losses.gather_global_batch(keys, labels)
     elif gathered.labels is None:  # SimCLR: the loss gathered no labels
       gathered = losses.gather_global_batch(tf.stop_gradient(z), labels)
-    self.queue.enqueue(tf.reshape(gathered.features, [-1, gathered.features.shape[-1]]),
-                       tf.repeat(gathered.labels, num_views))
+    entries = self.cfg.runtime.batch_size * num_views  # static: the ring's slots
+    self.queue.enqueue(tf.reshape(gathered.features, [entries, z.shape[-1]]),
+                       tf.reshape(tf.repeat(gathered.labels, num_views), [entries]))
 
 
 def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Variable,

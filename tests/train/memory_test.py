@@ -4,6 +4,10 @@ restored, the EMA of the weights against NumPy, and the first step's loss with a
 empty queue equal to plain SupCon."""
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +16,11 @@ import tf_keras as keras
 
 from supcon_tf import config as config_lib
 from supcon_tf import train
+from supcon_tf import validation
 from supcon_tf.train import memory
+from supcon_tf.train import preemption
+from supcon_tf.train.state import checkpoint_digest
+from tests import cli
 from tests import testing
 
 _BATCH = 8
@@ -109,7 +117,8 @@ def test_queue_holds_the_last_gathered_projections_and_survives_a_restore(
   want_f = np.concatenate([_projections(trainer.model, v) for v, _ in batches])[-20:]
   want_l = np.concatenate([np.repeat(l, _VIEWS) for _, l in batches])[-20:]
   got_f, got_l = queue.ordered()
-  np.testing.assert_allclose(got_f, want_f, atol=1e-5)
+  # Global BN on replicas sums its statistics in another order: ~1e-5 apart.
+  np.testing.assert_allclose(got_f, want_f, atol=5e-5)
   np.testing.assert_array_equal(got_l, want_l)
   for name in ("features", "labels", "count"):  # the replicas' copies are identical
     copies = _copies(strategy, getattr(queue, name))
@@ -164,7 +173,7 @@ def test_momentum_encoder_is_the_numpy_ema_of_the_online_model(tmp_path, replica
       for copy in _copies(strategy, key):
         np.testing.assert_array_equal(copy, key.numpy())
   newest, _ = trainer.state.queue.ordered()
-  np.testing.assert_allclose(newest, keys, atol=1e-5)  # filled with the last keys
+  np.testing.assert_allclose(newest, keys, atol=5e-5)  # the last keys (global BN: ~1e-5)
   # The online model moved: the momentum model is not it.
   assert any(not np.allclose(k.numpy(), v.numpy()) for k, v in momentum.pairs)
 
@@ -180,7 +189,6 @@ def test_momentum_encoder_projections_keep_its_moving_statistics(tmp_path):
 
 
 def test_the_queue_needs_a_contrastive_stage_and_no_cap(tmp_path):
-  from supcon_tf import validation  # pylint: disable=g-import-not-at-top
   cfg = _config(tmp_path, memory_size=8)
   for change, message in (
       (dict(loss=dataclasses.replace(cfg.loss, memory_size=-1)), "--memory_size must be >= 0"),
@@ -193,3 +201,35 @@ def test_the_queue_needs_a_contrastive_stage_and_no_cap(tmp_path):
        "no stage trains with the contrastive loss")):
     with pytest.raises(config_lib.ConfigError, match=message):
       validation.validate(dataclasses.replace(cfg, **change))
+
+
+def test_killed_run_with_queue_and_momentum_resumes_bit_identically(tmp_path, fake_data):
+  """The CLI on 2 virtual CPUs with --deterministic: SIGKILL after the checkpoint of
+  step 2, rerun: queue, momentum model and all ends bit-identical to a straight run."""
+  plan = ("--deterministic", "--stage_1_steps=5", "--stage_2_steps=0", "--stage_2_epochs=0",
+          "--steps_per_loop=1", "--checkpoint_steps=2", "--mode=train",
+          "--export_at_end=false", "--summary_images=0", "--projector_examples=0",
+          "--memory_size=40", "--momentum_encoder=0.9")
+
+  def run(model_dir, kill_at=None):
+    env = dict(os.environ, PYTHONPATH=testing.REPO_ROOT)
+    if kill_at:
+      env[preemption.KILL_AT_STEP_ENV] = str(kill_at)
+    return subprocess.run([sys.executable, "-m", "supcon_tf.run"] +
+                          cli.tiny_args(model_dir, fake_data, *plan), cwd=testing.REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+  straight = run(tmp_path / "straight")
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  latest = tf.train.latest_checkpoint(str(tmp_path / "straight"))
+  names = [n for n, _ in tf.train.list_variables(latest)]
+  assert any(n.startswith("memory/") for n in names)
+  assert any(n.startswith("momentum_model/") for n in names)
+  assert tf.train.load_variable(latest, "memory/count/.ATTRIBUTES/VARIABLE_VALUE") == 5 * 32
+  killed = run(tmp_path / "killed", kill_at=3)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+  resumed = run(tmp_path / "killed")
+  assert resumed.returncode == 0 and "resuming at stage step 2" in resumed.stdout, (
+      resumed.stderr[-3000:])
+  assert checkpoint_digest(tf.train.latest_checkpoint(str(tmp_path / "killed"))) == (
+      checkpoint_digest(latest))
