@@ -270,6 +270,9 @@ class RuntimeConfig:
   steps_per_loop: int = field(100, "Train steps per call into the compiled loop.")
   checkpoint_steps: int = field(1000, "Save a checkpoint every N steps (and at the "
                                       "end of each stage).")
+  export_momentum_encoder: bool = field(
+      False, "Export the --momentum_encoder model's encoder and projection head (with "
+      "the online classifier) instead of the online ones.")
   keep_checkpoint_max: int = field(3, "Checkpoints kept.")
   nan_recovery_trials: int = field(
       0, "On a non-finite loss, up to N times per command: restore the last checkpoint, "

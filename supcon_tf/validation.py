@@ -58,6 +58,8 @@ def validate(config: Config) -> None:
         f"got {l.positives_cap}")
   check(l.loss_chunk_size >= 0, f"--loss_chunk_size must be >= 0, got {l.loss_chunk_size}")
   check(0 <= l.label_smoothing < 1, "--label_smoothing must be in [0, 1)")
+  check(not r.export_momentum_encoder or l.momentum_encoder > 0,
+        "--export_momentum_encoder needs --momentum_encoder > 0")
   check(l.memory_size >= 0, f"--memory_size must be >= 0, got {l.memory_size}")
   check(0 <= l.momentum_encoder < 1,
         f"--momentum_encoder must be in [0, 1), got {l.momentum_encoder}")

@@ -386,7 +386,9 @@ class Trainer:
               "classes": list(self.source.class_names),
               "config": export_lib.config_summary(self.cfg)})
     t0 = time.time()
-    paths = export_lib.export_models(self.model, metadata, target, self.strategy)
+    paths = export_lib.export_models(
+        self.state.export_model(self.cfg.runtime.export_momentum_encoder), metadata, target,
+        self.strategy)
     if not self.is_chief:
       tf.io.gfile.rmtree(target)
       return paths

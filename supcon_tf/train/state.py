@@ -309,6 +309,19 @@ class TrainState:
       tf.io.gfile.rmtree(self.manager.directory)
     return path
 
+  def export_model(self, momentum_encoder: bool = False):
+    """The model to export: the online one, or (--export_momentum_encoder) the
+    momentum model with the online classifier's weights copied into it."""
+    if not momentum_encoder:
+      return self.model
+    if self.momentum is None:
+      raise RunError("--export_momentum_encoder: this run has no --momentum_encoder")
+    momentum_model = self.momentum.model
+    for target, value in zip(momentum_model.classifier.variables,
+                             self.model.classifier.variables):
+      target.assign(value)
+    return momentum_model
+
   def reinitialize_classifier(self, seed: int, stage_index: int) -> None:
     """Draws the classifier's kernels afresh and zeroes its biases.
 

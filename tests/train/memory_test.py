@@ -233,3 +233,23 @@ def test_killed_run_with_queue_and_momentum_resumes_bit_identically(tmp_path, fa
       resumed.stderr[-3000:])
   assert checkpoint_digest(tf.train.latest_checkpoint(str(tmp_path / "killed"))) == (
       checkpoint_digest(latest))
+
+
+def test_export_momentum_encoder_exports_the_momentum_model(tmp_path):
+  strategy = testing.mirrored_cpu_strategy(2)
+  cfg = _config(tmp_path, memory_size=16, momentum=0.5, learning_rate=2.0)
+  cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(
+      cfg.runtime, export_momentum_encoder=True))
+  trainer = _trainer(cfg, strategy)
+  for seed in range(2):
+    trainer.train_step(1, _batch(strategy, seed)[0])
+  paths = trainer.export(str(tmp_path / "export"))
+  images = tf.random.stateless_uniform((4, 8, 8, 3), (1, 2))
+  loaded = tf.saved_model.load(paths["encoder"])
+  got = loaded(images, training=False).numpy()
+  momentum_model = trainer.state.momentum.model
+  np.testing.assert_allclose(got, momentum_model.encode(images).numpy(), atol=1e-5)
+  assert not np.allclose(got, trainer.model.encode(images).numpy(), atol=1e-3)
+  with pytest.raises(config_lib.ConfigError, match="needs --momentum_encoder"):
+    validation.validate(dataclasses.replace(
+        cfg, loss=dataclasses.replace(cfg.loss, momentum_encoder=0.0)))
