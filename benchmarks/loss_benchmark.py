@@ -6,6 +6,14 @@ from one size to the next.
 
   .venv/bin/python benchmarks/loss_benchmark.py
   .venv/bin/python benchmarks/loss_benchmark.py --batch_sizes=256,1024 --repeats=10
+  .venv/bin/python benchmarks/loss_benchmark.py --compare --chunk_size=512 \
+      --batch_sizes=512,2048,8192,16384,32768 --repeats=2 --warmup=1
+
+--chunk_size=C times the chunked loss (`supcon_loss(..., chunk_size=C)`).
+--compare prints plain (chunk_size 0) and chunked side by side for each size, each
+run in its own subprocess; plain is skipped ("skipped: needs X GiB") where its
+[n, n] float32 matrices (--plain_matrices of them: logits, exponentials and the
+backward pass's) would need more than --plain_limit_gib. No floor in this mode.
 
 Columns:
   time: median wall time of one loss + gradient step (a `tf.function` returning
@@ -55,6 +63,14 @@ def _parse_args(argv=None):
   parser.add_argument("--summation", default="outside")
   parser.add_argument("--denominator", default="all")
   parser.add_argument("--positives_cap", type=int, default=-1)
+  parser.add_argument("--chunk_size", type=int, default=0,
+                      help="anchor rows per chunk of the loss (0: plain)")
+  parser.add_argument("--compare", action="store_true",
+                      help="plain vs --chunk_size side by side (one subprocess each)")
+  parser.add_argument("--plain_limit_gib", type=float, default=12.0,
+                      help="--compare: skip plain above this estimated need")
+  parser.add_argument("--plain_matrices", type=int, default=4,
+                      help="--compare: [n, n] float32 matrices plain holds at its peak")
   parser.add_argument("--threads", type=int, default=0,
                       help="intra/inter-op threads (0: TensorFlow's default)")
   parser.add_argument("--isolate", action=argparse.BooleanOptionalAction,
@@ -91,7 +107,7 @@ def _measure(args, batch):
       rng.integers(0, args.num_classes, size=batch), tf.int32)
   kwargs = dict(temperature=args.temperature, contrast_mode=args.contrast_mode,
                 summation=args.summation, denominator=args.denominator,
-                positives_cap=args.positives_cap)
+                positives_cap=args.positives_cap, chunk_size=args.chunk_size)
 
   @tf.function
   def step(features, labels):
@@ -160,10 +176,10 @@ def _matmul_floor(tf, args, batch, loss_times):
   return seconds, 2 * 2 * n * n * args.dim / seconds / 1e9
 
 
-def _run_child(args, batch):
+def _run_child(args, batch, **overrides):
   cmd = [sys.executable, os.path.abspath(__file__), f"--_child_batch={batch}"]
-  for name, value in vars(args).items():
-    if name in ("batch_sizes", "isolate", "_child_batch"):
+  for name, value in dict(vars(args), **overrides).items():
+    if name in ("batch_sizes", "isolate", "_child_batch", "compare"):
       continue
     if name == "floor":
       cmd.append("--floor" if value else "--no-floor")
@@ -193,6 +209,9 @@ def main(argv=None):
 
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   batches = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+  if args.compare:
+    _compare(args, batches, tf.__version__)
+    return
   print(f"supcon_loss forward+backward, single device (CPU), TF {tf.__version__}, "
         f"{os.cpu_count()} CPU cores")
   print(f"views={args.views} dim={args.dim} "
@@ -225,6 +244,45 @@ def main(argv=None):
           f"{result['median_s'] * 1e3:>10.1f} {result['min_s'] * 1e3:>9.1f} "
           f"{_mib(result['tf_peak']):>12} {_mib(rss):>13} {result['loss']:>8.4f}"
           + _floor_columns(result), flush=True)
+
+
+def _compare(args, batches, tf_version):
+  """Plain vs chunked, each size and each variant in its own subprocess."""
+  print(f"supcon_loss forward+backward, plain vs chunk_size={args.chunk_size}, single "
+        f"device (CPU), TF {tf_version}, {os.cpu_count()} CPU cores")
+  print(f"views={args.views} dim={args.dim} "
+        f"labels={'none (SimCLR)' if args.no_labels else f'{args.num_classes} classes'}"
+        f" contrast_mode={args.contrast_mode} summation={args.summation} "
+        f"denominator={args.denominator} positives_cap={args.positives_cap}")
+  print(f"time: median of {args.repeats} runs after {args.warmup} warm-up runs; "
+        "memory: peak RSS of the subprocess minus RSS before the first step, and TF "
+        "allocator peak (MiB)")
+  print()
+  header = (f"{'global views':>12} {'plain ms':>10} {'plain rss':>10} "
+            f"{'plain tf':>9} {'chunk ms':>10} {'chunk rss':>10} {'chunk tf':>9} "
+            f"{'time x':>7} {'|loss diff|':>11}")
+  print(header)
+  print("-" * len(header))
+  for batch in batches:
+    n = args.views * batch
+    need_gib = args.plain_matrices * 4 * n * n / 2**30
+    chunked = _run_child(args, batch, floor=False)
+    if need_gib > args.plain_limit_gib:
+      plain = dict(error=f"skipped: needs {need_gib:,.0f} GiB")
+    else:
+      plain = _run_child(args, batch, floor=False, chunk_size=0)
+
+    def cols(r):
+      if "error" in r:
+        return f"{r['error']:>31}"
+      return (f"{r['median_s'] * 1e3:>10.1f} {_mib(r['rss_peak']):>10} "
+              f"{_mib(r['tf_peak']):>9}")
+
+    ratio = diff = ""
+    if "error" not in plain and "error" not in chunked:
+      ratio = f"{chunked['median_s'] / plain['median_s']:.2f}"
+      diff = f"{abs(chunked['loss'] - plain['loss']):.1e}"
+    print(f"{n:>12} {cols(plain)} {cols(chunked)} {ratio:>7} {diff:>11}", flush=True)
 
 
 def _floor_columns(result):

@@ -17,7 +17,14 @@ Nothing of size [anchors, columns] exists in either pass, and the gradient is th
 exact gradient of the same function (recomputation, not approximation), in every
 mode of the general path. The rows are padded to a whole number of chunks (so that
 every chunk has the static shape [C, d], which XLA needs); padding rows belong to
-no sample, and their upstream gradient is 0. No flags, no strategy.
+no sample, and their upstream gradient is 0.
+
+The paper's loss (L_out, denominator over all views, no cap, no memory) keeps the
+fused path's shape (`losses_fused.py`): only its log-sum-exp touches [n, M], so only
+that is chunked, with an analytic backward pass from the saved log-sum-exps
+(`chunked_lse_of_products`; on one device `chunked_lse_of_self_products`, which
+uses the symmetry of u u^T for one product per chunk instead of two). No flags,
+no strategy.
 """
 
 import tensorflow as tf
@@ -175,3 +182,73 @@ def chunked_lse_of_products(anchors, contrast, self_index, chunk_size: int):
     return padded_lse[:n], grad
 
   return lse(anchors, contrast)
+
+
+def chunked_lse_of_self_products(u, chunk_size: int):
+  """Row-wise log-sum-exp of u @ u^T leaving out the diagonal, C rows at a time:
+  `losses_fused._lse_of_self_products` (one device, every view an anchor)
+  without the [n, n] logits.
+
+  L is symmetric, so rows i of G^T are exp(L[i, :] - lse[None, :]) * upstream[None, :]
+  (every row's lse is saved, each factor <= 1): the backward pass recomputes a
+  chunk's logits once and gets d u_i = (G_i + G^T_i) @ u from one product.
+
+  Args:
+    u: float32 [n, d]: the views divided by sqrt(tau).
+    chunk_size: C > 0.
+
+  Returns:
+    float32 [n].
+  """
+  chunk = int(chunk_size)
+  n = tf.shape(u)[0]
+  num_chunks = (n + chunk - 1) // chunk
+  pad = num_chunks * chunk - n
+
+  def rows(x, i):
+    begin = [i * chunk] + [0] * (x.shape.rank - 1)
+    out = tf.slice(x, begin, [chunk] + [-1] * (x.shape.rank - 1))
+    out.set_shape([chunk] + x.shape[1:].as_list())
+    return out
+
+  def chunk_logits(u_rows, i, u):
+    # Padding rows (zeros, past the end) leave out column n - 1: any column will do.
+    self_index = tf.minimum(i * chunk + tf.range(chunk), n - 1)
+    logits = tf.matmul(u_rows, u, transpose_b=True)
+    return tf.tensor_scatter_nd_update(
+        logits, tf.stack([tf.range(chunk), self_index], axis=1),
+        tf.fill([chunk], tf.constant(losses_general._LOG_ZERO)))  # pylint: disable=protected-access
+
+  def loop(body, initial):
+    return tf.while_loop(lambda i, *_: i < num_chunks, body, (0,) + initial,
+                         parallel_iterations=1)[1:]
+
+  @tf.custom_gradient
+  def lse(u):
+    padded = tf.pad(u, [[0, pad], [0, 0]])
+
+    def forward(i, out):
+      return i + 1, out.write(i, tf.reduce_logsumexp(
+          chunk_logits(rows(padded, i), i, u), axis=1))
+
+    out, = loop(forward, (tf.TensorArray(tf.float32, size=num_chunks,
+                                         element_shape=[chunk]),))
+    padded_lse = tf.reshape(out.stack(), [-1])
+    row_lse = padded_lse[:n]
+
+    def grad(upstream):
+      padded_up = tf.pad(upstream, [[0, pad]])
+
+      def backward(i, d_u):
+        logits = chunk_logits(rows(padded, i), i, u)
+        g_sym = (tf.exp(logits - rows(padded_lse, i)[:, None]) * rows(padded_up, i)[:, None]
+                 + tf.exp(logits - row_lse[None, :]) * upstream[None, :])
+        return i + 1, d_u.write(i, tf.matmul(g_sym, u))
+
+      d_u, = loop(backward, (tf.TensorArray(
+          tf.float32, size=num_chunks, element_shape=[chunk, u.shape[1]]),))
+      return tf.reshape(d_u.stack(), [-1, tf.shape(u)[1]])[:n]
+
+    return row_lse, grad
+
+  return lse(u)

@@ -25,7 +25,8 @@ the backward pass one scaled copy and the gradient's products: two across replic
 (anchors and gathered views are different tensors), one on a single device, where
 the logits are symmetric (`_lse_of_self_products`). The products are the floor
 `benchmarks/loss_benchmark.py` reports. No flags, no strategy: the caller passes
-the gathered global batch.
+the gathered global batch. With `chunk_size`, the log-sum-exp runs in chunks of
+anchor rows (`losses_chunked.py`) and the class sums come from segment sums.
 """
 
 import tensorflow as tf
@@ -132,7 +133,10 @@ def supcon_outside_all(anchors, global_features, num_views: int, same_class, off
   anchor_view = tf.repeat(tf.range(num_anchor_views), local)
   anchor_sample = tf.tile(tf.range(local), [num_anchor_views])
   self_index = anchor_view * global_batch + offset + anchor_sample
-  if chunk_size > 0:
+  if chunk_size > 0 and symmetric:
+    lse = losses_chunked.chunked_lse_of_self_products(
+        contrast * tf.math.rsqrt(temperature), chunk_size)
+  elif chunk_size > 0:
     lse = losses_chunked.chunked_lse_of_products(scaled, contrast, self_index,
                                                  chunk_size)
   elif symmetric:

@@ -77,17 +77,19 @@ def test_chunked_equals_plain_on_grid(contrast_mode, summation, denominator, cap
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_chunked_in_tf_function_with_variable_temperature():
+@pytest.mark.parametrize("with_memory", [False, True])  # fused / general path
+def test_chunked_in_tf_function_with_variable_temperature(with_memory):
   # Inside tf.function, with a temperature variable: its gradient matches too.
   x = tf.constant(_unit((10, 3, 6), seed=3))
   tau = tf.Variable(0.3)
+  memory = _memory() if with_memory else None
 
   @tf.function
   def loss_and_grads(chunk_size):
     with tf.GradientTape() as tape:
       tape.watch(x)
       loss = tf.reduce_mean(losses.supcon_loss(
-          x, LABELS, temperature=tau, chunk_size=chunk_size, memory=_memory()))
+          x, LABELS, temperature=tau, chunk_size=chunk_size, memory=memory))
     return (loss,) + tuple(tape.gradient(loss, [x, tau]))
 
   plain = [t.numpy() for t in loss_and_grads(0)]
@@ -204,3 +206,23 @@ def test_two_replicas_chunked_equal_single_device_plain(kwargs):
   got_grad = np.concatenate([t.numpy() for t in unpack(grads)])
   np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("denominator", ["all", "one_positive"])  # fused / general
+def test_chunked_under_xla_equals_plain(denominator):
+  # Static chunk shapes: the loops compile with jit_compile (--jit_compile steps).
+  x = tf.constant(_unit((10, 2, 6), seed=12))
+
+  def loss_and_grad(chunk_size, jit):
+    @tf.function(jit_compile=jit)
+    def run(x):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(losses.supcon_loss(
+            x, LABELS, denominator=denominator, chunk_size=chunk_size))
+      return loss, tape.gradient(loss, x)
+    return [t.numpy() for t in run(x)]
+
+  plain = loss_and_grad(0, False)
+  for got, want in zip(loss_and_grad(7, True), plain):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
