@@ -163,6 +163,14 @@ class LossConfig:
   positives_cap: int = field(
       -1, "Max positives other than the anchor's own views (-1: no cap). "
       "Multiple of num_views.")
+  memory_size: int = field(
+      0, "K > 0: contrast the anchors also against a FIFO queue of the K most recent "
+      "projections (all views of the global batch of each earlier step) and their "
+      "labels: positives where the labels match, negatives otherwise; 0: plain SupCon.")
+  momentum_encoder: float = field(
+      0.0, "m > 0: fill the --memory_size queue from an exponential moving average "
+      "(momentum m, e.g. 0.999) of the encoder and projection head, as MoCo; 0: from "
+      "the online projections.")
   loss_chunk_size: int = field(
       0, "If > 0, the contrastive loss processes this many anchor rows at a time and "
       "recomputes them in the backward pass: the same loss and gradients with memory "
@@ -262,6 +270,9 @@ class RuntimeConfig:
   steps_per_loop: int = field(100, "Train steps per call into the compiled loop.")
   checkpoint_steps: int = field(1000, "Save a checkpoint every N steps (and at the "
                                       "end of each stage).")
+  export_momentum_encoder: bool = field(
+      False, "Export the --momentum_encoder model's encoder and projection head (with "
+      "the online classifier) instead of the online ones.")
   keep_checkpoint_max: int = field(3, "Checkpoints kept.")
   nan_recovery_trials: int = field(
       0, "On a non-finite loss, up to N times per command: restore the last checkpoint, "

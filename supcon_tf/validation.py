@@ -58,6 +58,21 @@ def validate(config: Config) -> None:
         f"got {l.positives_cap}")
   check(l.loss_chunk_size >= 0, f"--loss_chunk_size must be >= 0, got {l.loss_chunk_size}")
   check(0 <= l.label_smoothing < 1, "--label_smoothing must be in [0, 1)")
+  check(not r.export_momentum_encoder or l.momentum_encoder > 0,
+        "--export_momentum_encoder needs --momentum_encoder > 0")
+  check(l.memory_size >= 0, f"--memory_size must be >= 0, got {l.memory_size}")
+  check(0 <= l.momentum_encoder < 1,
+        f"--momentum_encoder must be in [0, 1), got {l.momentum_encoder}")
+  check(l.momentum_encoder == 0 or l.memory_size > 0,
+        "--momentum_encoder fills the queue: it needs --memory_size > 0")
+  check(l.memory_size == 0 or any(getattr(config, name).trains and
+                                  getattr(config, name).contrastive_loss_weight > 0
+                                  for name in STAGE_SECTIONS),
+        "--memory_size is a queue of projections: no stage trains with the "
+        "contrastive loss")
+  check(l.memory_size == 0 or l.positives_cap == -1,
+        "--positives_cap is not supported with --memory_size (the cap ranks the "
+        "positives of the batch only): drop one of them")
   for name in STAGE_SECTIONS:
     s = getattr(config, name)
     check(s.epochs >= 0 and s.steps >= 0, f"--{name}_epochs/--{name}_steps must be >= 0")

@@ -144,7 +144,7 @@ MAY_DIFFER = frozenset({
     # Progress lines and profiler traces.
     "runtime.log_steps", "runtime.profile_steps",
     # Where and whether the SavedModels of the trained variables are written.
-    "runtime.export_dir", "runtime.export_at_end",
+    "runtime.export_dir", "runtime.export_at_end", "runtime.export_momentum_encoder",
     # TensorBoard extras built from their own pipelines (never the training batches).
     "runtime.summary_images", "runtime.projector_examples",
     # This command's action on the directory, not a setting of the run.

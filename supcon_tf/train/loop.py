@@ -135,7 +135,8 @@ class Trainer:
           self.cfg, plan, self.model, self.train_vars[stage_index],
           self.optimizers[stage_index], self.metrics, self.strategy,
           self.source.num_classes, self.view.blur_probability,
-          self.synchronized_batch_norm, self.global_step)
+          self.synchronized_batch_norm, self.global_step, self.state.queue,
+          self.state.momentum)
     return self._steps[stage_index]
 
   def train_step(self, stage_index: int, distributed_batch) -> Dict[str, float]:
@@ -151,8 +152,9 @@ class Trainer:
       The metrics' values (means since the last `reset_metrics`).
     """
     if stage_index not in self._single_steps:
+      step = self.stage_step(stage_index)
       self._single_steps[stage_index] = step_lib.single_step(
-          self.strategy, self.stage_step(stage_index).replica_fn)
+          self.strategy, step.replica_fn, step.after_step)
     self._single_steps[stage_index](distributed_batch)
     return {k: float(v.result()) for k, v in self.metrics.items()}
 
@@ -162,8 +164,9 @@ class Trainer:
 
   def compiled_loop(self, plan: plan_lib.StagePlan):
     if plan.index not in self._loops:
+      step = self.stage_step(plan.index)
       self._loops[plan.index] = step_lib.train_loop(
-          self.strategy, self.stage_step(plan.index).replica_fn, self.global_step)
+          self.strategy, step.replica_fn, self.global_step, step.after_step)
     return self._loops[plan.index]
 
   def _train_spec(self, plan: plan_lib.StagePlan, start_step: int):
@@ -383,7 +386,9 @@ class Trainer:
               "classes": list(self.source.class_names),
               "config": export_lib.config_summary(self.cfg)})
     t0 = time.time()
-    paths = export_lib.export_models(self.model, metadata, target, self.strategy)
+    paths = export_lib.export_models(
+        self.state.export_model(self.cfg.runtime.export_momentum_encoder), metadata, target,
+        self.strategy)
     if not self.is_chief:
       tf.io.gfile.rmtree(target)
       return paths

@@ -21,6 +21,7 @@ from supcon_tf import optim
 from supcon_tf import workdir
 from supcon_tf.models import build_model
 from supcon_tf.train import compat
+from supcon_tf.train import memory
 from supcon_tf.train import plan as plan_lib
 
 _POLICIES = {config_lib.Precision.FLOAT32: "float32",
@@ -154,6 +155,9 @@ class TrainState:
       self.global_step = tf.Variable(
           0, dtype=tf.int64, trainable=False, name="global_step",
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      # --memory_size / --momentum_encoder (None where off).
+      self.queue, self.momentum = memory.create(cfg, self.model, lambda: create_model(
+          cfg, num_classes, image_shape, synchronized_batch_norm))
       kernels = optim.kernel_variables(self.model)
       self.optimizers: Dict[int, keras.optimizers.Optimizer] = {}
       self.train_vars: Dict[int, List[tf.Variable]] = {}
@@ -171,6 +175,10 @@ class TrainState:
         self.optimizers[plan.index] = opt
         self.train_vars[plan.index] = variables
     objects = {f"stage_{i}_optimizer": opt for i, opt in self.optimizers.items()}
+    if self.queue is not None:
+      objects["memory"] = self.queue
+    if self.momentum is not None:
+      objects["momentum_model"] = self.momentum.model
     self.checkpoint = tf.train.Checkpoint(model=self.model, global_step=self.global_step,
                                           **objects)
     save_dir = model_dir if is_chief else workdir.scratch_dir(model_dir, task_id)
@@ -300,6 +308,19 @@ class TrainState:
     if not self.is_chief:  # a scratch copy, never read
       tf.io.gfile.rmtree(self.manager.directory)
     return path
+
+  def export_model(self, momentum_encoder: bool = False):
+    """The model to export: the online one, or (--export_momentum_encoder) the
+    momentum model with the online classifier's weights copied into it."""
+    if not momentum_encoder:
+      return self.model
+    if self.momentum is None:
+      raise RunError("--export_momentum_encoder: this run has no --momentum_encoder")
+    momentum_model = self.momentum.model
+    for target, value in zip(momentum_model.classifier.variables,
+                             self.model.classifier.variables):
+      target.assign(value)
+    return momentum_model
 
   def reinitialize_classifier(self, seed: int, stage_index: int) -> None:
     """Draws the classifier's kernels afresh and zeroes its biases.

@@ -52,7 +52,7 @@ class StageStep:
                variables, optimizer, metrics: Dict[str, keras.metrics.Metric],
                strategy: tf.distribute.Strategy, num_classes: int,
                blur_probability: float, synchronized_batch_norm: bool,
-               global_step: tf.Variable = None):
+               global_step: tf.Variable = None, queue=None, momentum=None):
     """Args:
       cfg: the run's config.
       plan: the stage.
@@ -65,6 +65,8 @@ class StageStep:
       blur_probability: of the deferred blur, applied when a batch has "blur_seeds".
       synchronized_batch_norm: whether BatchNorm layers all-reduce their statistics.
       global_step: the run's (read only by the fault injection of recovery.py).
+      queue: the run's `memory.ProjectionQueue` (--memory_size), or None.
+      momentum: the run's `memory.MomentumEncoder` (--momentum_encoder), or None.
     """
     self.cfg, self.plan, self.model = cfg, plan, model
     self.variables, self.optimizer, self.metrics = variables, optimizer, metrics
@@ -77,6 +79,11 @@ class StageStep:
     self.encode, self.heads, self.loss = self._pieces(synchronized_batch_norm)
     self.global_step = global_step
     self.nan_steps = recovery.injected_nan_steps()  # fault injection (tests)
+    # The queue takes part in contrastive stages only (the momentum encoder with it).
+    self.queue = queue if plan.contrastive else None
+    self.momentum = momentum if self.queue is not None else None
+    # Run in cross-replica context after each step (train_loop), or None.
+    self.after_step = self.momentum.update if self.momentum is not None else None
 
   # ---------------------------------------------------------------- pieces
   def _xla(self, fn, has_collectives: bool):
@@ -132,13 +139,13 @@ class StageStep:
     encoder_sync = synchronized_batch_norm and encoder_training
     heads_sync = (synchronized_batch_norm and plan.contrastive and
                   cfg.model.use_projection_batch_norm)
-    loss = self._xla(lambda z, logits, labels, gathered: self._loss_terms(
-        z, logits, labels, gathered, decay_vars), False)
+    loss = self._xla(lambda z, logits, labels, gathered, memory: self._loss_terms(
+        z, logits, labels, gathered, memory, decay_vars), False)
     if plan.trains_encoder(cfg.model.stop_gradient_before_classification_head):
       return None, self._xla(encode_and_heads, encoder_sync or heads_sync), loss
     return self._xla(encode, encoder_sync), self._xla(heads, heads_sync), loss
 
-  def _loss_terms(self, z, logits, labels, gathered, decay_vars):
+  def _loss_terms(self, z, logits, labels, gathered, memory, decay_vars):
     """The weighted loss terms of a replica, each scaled for the global batch."""
     plan, lc = self.plan, self.cfg.loss
     global_batch = self.cfg.runtime.batch_size
@@ -149,7 +156,7 @@ class StageStep:
           contrast_mode=lc.contrast_mode, summation=lc.summation_location,
           denominator=lc.denominator_mode, positives_cap=lc.positives_cap,
           scale_by_temperature=lc.scale_by_temperature, gathered=gathered,
-          chunk_size=lc.loss_chunk_size)
+          memory=memory, chunk_size=lc.loss_chunk_size)
       # sum / global batch on each replica: summed gradients == global mean.
       contrastive = losses.per_replica_mean(per_sample, global_batch)
       total += plan.config.contrastive_loss_weight * contrastive
@@ -194,7 +201,10 @@ class StageStep:
       gathered = (losses.gather_global_batch(
           z, labels if self.cfg.loss.use_labels else None)
                   if self.plan.contrastive else None)
-      terms = self.loss(z, logits, labels, gathered)
+      # The queue as it was before this step (it never holds the current batch).
+      memory = (self.queue.memory(self.cfg.loss.use_labels)
+                if self.queue is not None else None)
+      terms = self.loss(z, logits, labels, gathered, memory)
       if self.nan_steps and self.global_step is not None:  # fault injection (tests)
         terms = recovery.poison(terms, self.global_step + 1, self.nan_steps,
                                 "contrastive_loss" if self.plan.contrastive
@@ -212,6 +222,8 @@ class StageStep:
           tf.distribute.ReduceOp.SUM, grads)
     gradient_norm = tf.linalg.global_norm(grads)
     opt.apply_gradients(zip(grads, self.variables), experimental_aggregate_gradients=False)
+    if self.queue is not None:
+      self._enqueue(flat, z, labels, gathered)
     r = float(self.num_replicas)
     for name in ("loss", "contrastive_loss", "cross_entropy_loss", "weight_decay_loss"):
       self.metrics[name].update_state(terms[name] * r)
@@ -221,14 +233,29 @@ class StageStep:
       self.metrics["corrupt_images"].update_state(
           tf.reduce_sum(tf.cast(batch["corrupt"], tf.float32)))
 
+  def _enqueue(self, flat, z, labels, gathered) -> None:
+    """Appends every view of the global batch to the queue, sample-major: the
+    momentum model's projections of `flat`, else the online ones (`gathered`)."""
+    num_views = self.plan.num_views
+    if self.momentum is not None:
+      keys = tf.reshape(self.momentum.project(flat), [-1, num_views, z.shape[-1]])
+      gathered = losses.gather_global_batch(keys, labels)
+    elif gathered.labels is None:  # SimCLR: the loss gathered no labels
+      gathered = losses.gather_global_batch(tf.stop_gradient(z), labels)
+    entries = self.cfg.runtime.batch_size * num_views  # static: the ring's slots
+    self.queue.enqueue(tf.reshape(gathered.features, [entries, z.shape[-1]]),
+                       tf.reshape(tf.repeat(gathered.labels, num_views), [entries]))
 
-def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Variable):
+
+def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Variable,
+               after_step=None):
   """The compiled inner loop.
 
   Args:
     strategy: the strategy the steps run under.
     replica_fn: `StageStep.replica_fn`.
     global_step: advanced by one per step.
+    after_step: `StageStep.after_step` (cross-replica context), or None.
 
   Returns:
     `loop(iterator, num_steps)`, a `tf.function` running `num_steps` steps (a
@@ -239,16 +266,19 @@ def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Var
   def loop(iterator, num_steps):
     for _ in tf.range(num_steps):
       strategy.run(replica_fn, args=(next(iterator),))
+      if after_step is not None:
+        after_step()
       global_step.assign_add(1)
   return loop
 
 
-def single_step(strategy: tf.distribute.Strategy, replica_fn):
+def single_step(strategy: tf.distribute.Strategy, replica_fn, after_step=None):
   """One compiled step without a global step (tests and benchmarks).
 
   Args:
     strategy: the strategy the step runs under.
     replica_fn: `StageStep.replica_fn`.
+    after_step: `StageStep.after_step` (cross-replica context), or None.
 
   Returns:
     `step(distributed_batch)`, a `tf.function`.
@@ -257,4 +287,6 @@ def single_step(strategy: tf.distribute.Strategy, replica_fn):
   @tf.function
   def step(batch):
     strategy.run(replica_fn, args=(batch,))
+    if after_step is not None:
+      after_step()
   return step
