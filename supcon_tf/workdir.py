@@ -10,6 +10,8 @@ exactly these):
 - `train/`, `eval/`: TensorBoard event files; `projector/<name>/`: embeddings;
   `plugins/profile/`: --profile_steps traces;
 - `eval_results.json`: the latest evaluation;
+- `results.json`: the run's results over its steps (`results.py`), e.g. the kNN
+  monitor's top-1 at each --knn_every step;
 - `export/`: the TF-Hub SavedModels (unless --export_dir says otherwise);
 - `tmp_worker/<task>/`: scratch of non-chief workers under MultiWorkerMirroredStrategy
   (every worker must take part in saving; only the chief writes the real files).
@@ -144,6 +146,10 @@ MAY_DIFFER = frozenset({
     "runtime.export_dir", "runtime.export_at_end",
     # TensorBoard extras built from their own pipelines (never the training batches).
     "runtime.summary_images", "runtime.projector_examples",
+    # The kNN monitor reads the weights between chunks and writes knn/top_1 and
+    # results.json; it changes no variable and no input position.
+    "runtime.knn_every", "runtime.knn_k", "runtime.knn_temperature",
+    "runtime.knn_bank_size",
     # This command's action on the directory, not a setting of the run.
     "runtime.overwrite",
 })
