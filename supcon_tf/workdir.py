@@ -39,6 +39,7 @@ from supcon_tf import validation
 CONFIG_FILE = "config.json"
 CLASSES_FILE = "classes.json"
 EVAL_RESULTS_FILE = "eval_results.json"
+RESULTS_FILE = "results.json"  # see results.py
 EXPORT_DIR = "export"
 SCRATCH_DIR = "tmp_worker"
 
@@ -46,7 +47,7 @@ SCRATCH_DIR = "tmp_worker"
 # the user's own in the directory are left alone; an --export_dir outside it too (the
 # next export replaces it).
 RUN_OUTPUTS = (
-    CONFIG_FILE, CLASSES_FILE, EVAL_RESULTS_FILE,
+    CONFIG_FILE, CLASSES_FILE, EVAL_RESULTS_FILE, RESULTS_FILE,
     "checkpoint", "checkpoint.tmp*", "ckpt-*",  # tf.train.CheckpointManager
     "train", "eval", "projector", "plugins",  # summaries, projector, profile traces
     EXPORT_DIR, SCRATCH_DIR,
