@@ -81,6 +81,8 @@ class _SplitAsEval:
   num_eval: int
 
   def __getattr__(self, name):  # name, num_classes, num_channels, reports_corrupt...
+    if name == "source":  # not set yet (e.g. a copy): no recursion
+      raise AttributeError(name)
     return getattr(self.source, name)
 
   def eval_records(self, num_pipelines: int):

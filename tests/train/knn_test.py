@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf import train
+from supcon_tf.data.sources.records import StreamRecords
 from supcon_tf.train import knn
 from tests import testing
 from tests.train import common
@@ -82,6 +83,31 @@ def test_small_temperature_does_not_overflow():
 def test_empty_bank_is_refused():
   with pytest.raises(ValueError, match="bank is empty"):
     knn.knn_predict(np.ones((2, 3)), np.zeros((0, 3)), np.zeros(0), 2, 5, 0.1)
+
+
+def test_bank_of_a_stream_takes_the_first_of_each_shard():
+  # A streamed training split read by 2 pipelines (shards of 5 and 4 examples):
+  # a bank of 7 deals 4 + 3 examples; of 20, every example; of 0, every example.
+  shards = {0: [0, 2, 4, 6, 8], 1: [1, 3, 5, 7]}
+
+  class Streamed:
+    num_train = 9
+
+    def train_records(self, num_pipelines):
+      assert num_pipelines == 2
+      def read(ctx, seed):
+        assert seed is None  # files in their order
+        return tf.data.Dataset.from_tensor_slices(
+            {"label": tf.constant(shards[ctx.input_pipeline_id], tf.int32)})
+      return StreamRecords(read=read, pipeline_sizes=(5, 4))
+
+  for bank_size, sizes in ((7, (4, 3)), (20, (5, 4)), (0, (5, 4))):
+    records = knn.bank_source(Streamed(), bank_size).eval_records(2)
+    assert records.pipeline_sizes == sizes
+    for p in (0, 1):
+      ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=p)
+      got = [int(e["label"]) for e in records.read(ctx, None)]
+      assert got == shards[p][:sizes[p]]
 
 
 def _reference_embeddings(model, images):
