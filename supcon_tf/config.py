@@ -292,6 +292,19 @@ class RuntimeConfig:
   projector_examples: int = field(
       1000, "Test embeddings written for TensorBoard's projector at the end of stage 1 "
       "and in eval mode (0: none).")
+  knn_every: int = field(
+      0, "kNN monitor: every N steps of a contrastive stage (and at its end), the "
+      "top-1 of a weighted k-nearest-neighbour classifier of the test images' "
+      "L2-normalised encoder outputs against those of the (un-augmented) training "
+      "images, to TensorBoard (knn/top_1), the progress line and results.json. "
+      "0: off.")
+  knn_k: int = field(200, "kNN monitor: neighbours that vote (at most the bank size).")
+  knn_temperature: float = field(
+      0.1, "kNN monitor: each neighbour votes for its class with weight "
+      "exp(cosine similarity / temperature).")
+  knn_bank_size: int = field(
+      0, "kNN monitor: the first N training images (in the split's order) form the "
+      "bank; 0: the whole training split.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -117,6 +117,10 @@ def validate(config: Config) -> None:
         f"{','.join(map(str, r.profile_steps))}")
   check(r.summary_images >= 0 and r.projector_examples >= 0,
         "--summary_images and --projector_examples must be >= 0")
+  check(r.knn_every >= 0, f"--knn_every must be >= 0, got {r.knn_every}")
+  check(r.knn_k >= 1, f"--knn_k must be >= 1, got {r.knn_k}")
+  check(r.knn_temperature > 0, f"--knn_temperature must be > 0, got {r.knn_temperature}")
+  check(r.knn_bank_size >= 0, f"--knn_bank_size must be >= 0, got {r.knn_bank_size}")
   check(bool(r.model_dir), "--model_dir is required")
   check(not (r.overwrite and r.mode in (Mode.EVAL, Mode.EXPORT)),
         f"--overwrite starts a training run over; --mode={r.mode.value} reads the run "

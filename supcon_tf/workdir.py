@@ -10,6 +10,8 @@ exactly these):
 - `train/`, `eval/`: TensorBoard event files; `projector/<name>/`: embeddings;
   `plugins/profile/`: --profile_steps traces;
 - `eval_results.json`: the latest evaluation;
+- `results.json`: the run's results over its steps (`results.py`), e.g. the kNN
+  monitor's top-1 at each --knn_every step;
 - `export/`: the TF-Hub SavedModels (unless --export_dir says otherwise);
 - `tmp_worker/<task>/`: scratch of non-chief workers under MultiWorkerMirroredStrategy
   (every worker must take part in saving; only the chief writes the real files).
@@ -37,6 +39,7 @@ from supcon_tf import validation
 CONFIG_FILE = "config.json"
 CLASSES_FILE = "classes.json"
 EVAL_RESULTS_FILE = "eval_results.json"
+RESULTS_FILE = "results.json"  # see results.py
 EXPORT_DIR = "export"
 SCRATCH_DIR = "tmp_worker"
 
@@ -44,7 +47,7 @@ SCRATCH_DIR = "tmp_worker"
 # the user's own in the directory are left alone; an --export_dir outside it too (the
 # next export replaces it).
 RUN_OUTPUTS = (
-    CONFIG_FILE, CLASSES_FILE, EVAL_RESULTS_FILE,
+    CONFIG_FILE, CLASSES_FILE, EVAL_RESULTS_FILE, RESULTS_FILE,
     "checkpoint", "checkpoint.tmp*", "ckpt-*",  # tf.train.CheckpointManager
     "train", "eval", "projector", "plugins",  # summaries, projector, profile traces
     EXPORT_DIR, SCRATCH_DIR,
@@ -147,6 +150,10 @@ MAY_DIFFER = frozenset({
     "runtime.export_dir", "runtime.export_at_end", "runtime.export_momentum_encoder",
     # TensorBoard extras built from their own pipelines (never the training batches).
     "runtime.summary_images", "runtime.projector_examples",
+    # The kNN monitor reads the weights between chunks and writes knn/top_1 and
+    # results.json; it changes no variable and no input position.
+    "runtime.knn_every", "runtime.knn_k", "runtime.knn_temperature",
+    "runtime.knn_bank_size",
     # This command's action on the directory, not a setting of the run.
     "runtime.overwrite",
 })

@@ -66,7 +66,9 @@ def _tiny_args(model_dir, data_dir, *extra):
 
 def test_two_workers_run_the_embedded_default_end_to_end(tmp_path, fake_data):
   model_dir = tmp_path / "m"
-  args = _tiny_args(model_dir, fake_data)
+  # Also the kNN monitor at steps 2 and 4 (the end of stage 1): both workers embed
+  # and gather, only the chief votes and writes.
+  args = _tiny_args(model_dir, fake_data, "--knn_every=2", "--knn_k=5")
   cli = [sys.executable, "-m", "supcon_tf.run", "--flagfile=experiments/fashion_mnist.cfg"]
   workers = testing.run_workers(cli + args + ["--strategy=multi_worker"], timeout=_TIMEOUT)
   _check(workers)
@@ -82,6 +84,12 @@ def test_two_workers_run_the_embedded_default_end_to_end(tmp_path, fake_data):
                "projector/stage_1/metadata.tsv", "export/encoder/saved_model.pb",
                "export/classifier/saved_model.pb", "export/export_info.json"):
     assert (model_dir / path).exists(), path
+  with open(model_dir / "results.json") as f:
+    knn = json.load(f)["knn"]
+  # Every training and test image once: the padding of each worker's shard dropped.
+  assert [(e["global_step"], e["k"], e["bank_size"], e["num_examples"]) for e in knn] \
+      == [(2, 5, 64, 40), (4, 5, 64, 40)]
+  assert f"| knn top-1 {100 * knn[1]['top_1']:.2f}%" in chief_out
   with open(model_dir / "eval_results.json") as f:
     distributed = json.load(f)
   assert distributed["global_step"] == 6 and distributed["num_examples"] == 40

@@ -3,10 +3,11 @@
 The compiled inner loop (`step.train_loop`) runs a chunk of steps; between chunks
 this module checks the loss, writes summaries and progress lines, saves checkpoints
 and starts/stops the profiler. A chunk ends at every boundary where one of those
-must happen: --steps_per_loop, --checkpoint_steps, --log_steps, --profile_steps,
-the end of the stage, and (for sources that report undecodable images) the end of
-each epoch. Evaluation, the projector and the export are reached through the
-Trainer so that every worker takes part in their collectives.
+must happen (`plan.chunk_length`): --steps_per_loop, --checkpoint_steps,
+--log_steps, --profile_steps, --knn_every, the end of the stage, and (for sources
+that report undecodable images) the end of each epoch. Evaluation, the kNN
+monitor, the projector and the export are reached through the Trainer so that
+every worker takes part in their collectives.
 """
 
 import os
@@ -24,6 +25,7 @@ from supcon_tf.errors import Preempted
 from supcon_tf.data import pipeline
 from supcon_tf.data.augment import views
 from supcon_tf.train import evaluate as evaluate_lib
+from supcon_tf.train import knn as knn_lib
 from supcon_tf.train import plan as plan_lib
 from supcon_tf.train import preemption
 from supcon_tf.train import projector
@@ -79,6 +81,9 @@ class Trainer:
     self._profiling = False
     self._stop = preemption.StopSignal(enabled=False)  # train() installs one
     self._nan = recovery.NanRecovery(self)  # the non-finite loss check
+    self.knn = knn_lib.KnnMonitor(cfg, self.model, strategy, source, self.eval_view,
+                                  self.input_options, self.summaries, model_dir,
+                                  is_chief, self._log)
 
   # ---------------------------------------------------------------- state
   @property
@@ -224,7 +229,8 @@ class Trainer:
                              self.summaries, self._log)
     last = {}
     while step < plan.end_step:
-      chunk = self._chunk(plan, step, corrupt)
+      chunk = plan_lib.chunk_length(plan, step, rt, corrupt.next_epoch_end(step)
+                                    if self.source.reports_corrupt else None)
       self._profiler_control(step)
       self.reset_metrics()
       t0 = time.time()
@@ -259,7 +265,9 @@ class Trainer:
         raise Preempted(f"{self._stop.reason} at global step {step}: checkpoint saved "
                         f"in {self.model_dir}; rerun the same command to continue")
       last = values
-      if rt.log_steps and step % rt.log_steps and step != plan.end_step:
+      knn = (self.knn.measure(step) if self.knn.due(plan.contrastive, step, plan.end_step)
+             else None)
+      if rt.log_steps and step % rt.log_steps and step != plan.end_step and not knn:
         continue
       local = step - plan.first_step
       etas = f"stage ETA {plan_lib.format_seconds(eta)}" + (
@@ -267,24 +275,11 @@ class Trainer:
       self._log(
           f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
           f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
-          f"{images_per_sec:.0f} images/s | {etas}")
+          f"{images_per_sec:.0f} images/s | {etas}"
+          + (f" | knn top-1 {100 * knn['top_1']:.2f}%" if knn and self.is_chief else ""))
     if plan.contrastive and step == plan.end_step and rt.projector_examples:
       self.write_projector(f"stage_{plan.index}")
     return step, last
-
-  def _chunk(self, plan: plan_lib.StagePlan, step: int, corrupt: CorruptCounter) -> int:
-    """Steps until the next boundary (see the module docstring)."""
-    rt = self.cfg.runtime
-    next_ckpt = (step // rt.checkpoint_steps + 1) * rt.checkpoint_steps
-    chunk = min(rt.steps_per_loop, plan.end_step - step, next_ckpt - step)
-    if self.source.reports_corrupt:  # counts are reported at epoch ends
-      chunk = min(chunk, corrupt.next_epoch_end(step) - step)
-    for boundary in rt.profile_steps:  # the trace starts/ends between chunks
-      if boundary > step:
-        chunk = min(chunk, boundary - step)
-    if rt.log_steps:
-      chunk = min(chunk, (step // rt.log_steps + 1) * rt.log_steps - step)
-    return chunk
 
   def _profiler_control(self, step: int, final: bool = False) -> None:
     """Starts/stops the tf.profiler trace at --profile_steps boundaries."""

@@ -136,6 +136,42 @@ def plan_stages(cfg: config_lib.Config, num_train_examples: int,
   return plans
 
 
+def chunk_length(plan: StagePlan, step: int, runtime: config_lib.RuntimeConfig,
+                 epoch_end: Optional[int] = None) -> int:
+  """Steps of the next call into the compiled loop: up to the next boundary.
+
+  A chunk ends at --steps_per_loop steps, at a --checkpoint_steps,
+  --log_steps, --profile_steps or (in a contrastive stage) --knn_every boundary,
+  at `epoch_end` and at the end of the stage.
+
+  Args:
+    plan: the stage being trained.
+    step: the global step reached.
+    runtime: the run's runtime config.
+    epoch_end: the global step ending the current epoch, when something is
+      reported there (undecodable images); None: no such boundary.
+
+  Returns:
+    The chunk's number of steps (>= 1 while `step < plan.end_step`).
+  """
+  rt = runtime
+
+  def to_next(every: int) -> int:
+    return (step // every + 1) * every - step
+
+  chunk = min(rt.steps_per_loop, plan.end_step - step, to_next(rt.checkpoint_steps))
+  if epoch_end is not None:
+    chunk = min(chunk, epoch_end - step)
+  for boundary in rt.profile_steps:  # the trace starts/ends between chunks
+    if boundary > step:
+      chunk = min(chunk, boundary - step)
+  if rt.log_steps:
+    chunk = min(chunk, to_next(rt.log_steps))
+  if rt.knn_every and plan.contrastive:
+    chunk = min(chunk, to_next(rt.knn_every))
+  return chunk
+
+
 def untrained_classifier_reason(stages: List[StagePlan], step: int) -> Optional[str]:
   """Why the classifier has not been trained by global step `step`, or None.
 

@@ -86,3 +86,31 @@ def test_relative_step_cost_and_remaining_time(tmp_path):
   assert abs(plan_lib.remaining_seconds([one, two], two, 20, 0.1, True) - 2.0) < 1e-9
   empty = dataclasses.replace(two, num_steps=0)
   assert plan_lib.relative_step_cost(empty, True) == 0.0
+
+
+def _chunks(plan, runtime, start, epoch_end=None):
+  """The chunk lengths from `start` to the end of the stage."""
+  out, step = [], start
+  while step < plan.end_step:
+    out.append(plan_lib.chunk_length(plan, step, runtime, epoch_end))
+    step += out[-1]
+  return out
+
+
+def test_chunks_end_at_every_boundary(tmp_path):
+  cfg = _config(tmp_path)
+  cfg = dataclasses.replace(
+      cfg, stage_1=dataclasses.replace(cfg.stage_1, steps=23),
+      stage_2=dataclasses.replace(cfg.stage_2, steps=9, cross_entropy_loss_weight=1.0))
+  one, two = plan_lib.plan_stages(cfg, 16)
+  rt = dataclasses.replace(cfg.runtime, steps_per_loop=10, checkpoint_steps=12)
+  assert _chunks(one, rt, 0) == [10, 2, 10, 1]  # loops, checkpoint 12, end 23
+  assert _chunks(one, rt, 5) == [7, 10, 1]  # a resume at step 5
+  knn = dataclasses.replace(rt, knn_every=7)
+  assert _chunks(one, knn, 0) == [7, 5, 2, 7, 2]  # + kNN at 7, 14, 21
+  assert _chunks(two, knn, 23) == [1, 8]  # no kNN in a cross-entropy stage
+  logged = dataclasses.replace(knn, log_steps=3, profile_steps=(1, 2))
+  # profile 1, 2; log 3, 6, ...; kNN 7, 14, 21; checkpoint 12; end 23
+  assert _chunks(one, logged, 0) == [1, 1, 1, 3, 1, 2, 3, 2, 1, 3, 3, 2]
+  # An epoch's end (corrupt images are counted there) ends a chunk too.
+  assert plan_lib.chunk_length(one, 0, rt, epoch_end=4) == 4
