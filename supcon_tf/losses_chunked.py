@@ -27,9 +27,25 @@ uses the symmetry of u u^T for one product per chunk instead of two). No flags,
 no strategy.
 """
 
+import functools
+
 import tensorflow as tf
 
 from supcon_tf import losses_general
+
+
+def _chunk_rows(x, i, chunk: int):
+  """Rows [i * chunk, (i + 1) * chunk) of the padded `x` ([C] or [C, d]), static shape."""
+  begin = [i * chunk] + [0] * (x.shape.rank - 1)
+  out = tf.slice(x, begin, [chunk] + [-1] * (x.shape.rank - 1))
+  out.set_shape([chunk] + x.shape[1:].as_list())
+  return out
+
+
+def _chunk_loop(num_chunks, body, initial):
+  """`body(i, *state)` for i in [0, num_chunks), one chunk alive at a time."""
+  return tf.while_loop(lambda i, *_: i < num_chunks, body, (0,) + initial,
+                       parallel_iterations=1)[1:]
 
 
 def chunked_row_losses(anchors, anchor_sample, anchor_view, anchor_label, contrast,
@@ -57,22 +73,14 @@ def chunked_row_losses(anchors, anchor_sample, anchor_view, anchor_label, contra
   view = tf.pad(anchor_view, [[0, pad]])
   label = None if anchor_label is None else tf.pad(anchor_label, [[0, pad]])
 
-  def rows(x, i):
-    """Chunk i ([C] or [C, d]) of the padded x."""
-    begin = [i * chunk] + [0] * (x.shape.rank - 1)
-    size = [chunk] + [-1] * (x.shape.rank - 1)
-    out = tf.slice(x, begin, size)
-    out.set_shape([chunk] + x.shape[1:].as_list())
-    return out
+  rows = functools.partial(_chunk_rows, chunk=chunk)
 
   def chunk_losses(a, i, contrast):
     return losses_general.anchor_row_losses(
         a, rows(sample, i), rows(view, i), None if label is None else rows(label, i),
         contrast, **row_kwargs)
 
-  def loop(body, initial):
-    return tf.while_loop(lambda i, *_: i < num_chunks, body, (0,) + initial,
-                         parallel_iterations=1)[1:]
+  loop = functools.partial(_chunk_loop, num_chunks)
 
   @tf.custom_gradient
   def row_losses(anchors, contrast):
@@ -134,11 +142,7 @@ def chunked_lse_of_products(anchors, contrast, self_index, chunk_size: int):
   self_index = tf.pad(self_index, [[0, pad]])
   ones = tf.ones([chunk], tf.int32)
 
-  def rows(x, i):
-    begin = [i * chunk] + [0] * (x.shape.rank - 1)
-    out = tf.slice(x, begin, [chunk] + [-1] * (x.shape.rank - 1))
-    out.set_shape([chunk] + x.shape[1:].as_list())
-    return out
+  rows = functools.partial(_chunk_rows, chunk=chunk)
 
   def chunk_logits(a, i, contrast):
     logits = tf.matmul(a, contrast, transpose_b=True)
@@ -146,9 +150,7 @@ def chunked_lse_of_products(anchors, contrast, self_index, chunk_size: int):
     return tf.tensor_scatter_nd_update(
         logits, indices, tf.cast(ones, tf.float32) * losses_general._LOG_ZERO)  # pylint: disable=protected-access
 
-  def loop(body, initial):
-    return tf.while_loop(lambda i, *_: i < num_chunks, body, (0,) + initial,
-                         parallel_iterations=1)[1:]
+  loop = functools.partial(_chunk_loop, num_chunks)
 
   @tf.custom_gradient
   def lse(anchors, contrast):
@@ -205,11 +207,7 @@ def chunked_lse_of_self_products(u, chunk_size: int):
   num_chunks = (n + chunk - 1) // chunk
   pad = num_chunks * chunk - n
 
-  def rows(x, i):
-    begin = [i * chunk] + [0] * (x.shape.rank - 1)
-    out = tf.slice(x, begin, [chunk] + [-1] * (x.shape.rank - 1))
-    out.set_shape([chunk] + x.shape[1:].as_list())
-    return out
+  rows = functools.partial(_chunk_rows, chunk=chunk)
 
   def chunk_logits(u_rows, i, u):
     # Padding rows (zeros, past the end) leave out column n - 1: any column will do.
@@ -219,9 +217,7 @@ def chunked_lse_of_self_products(u, chunk_size: int):
         logits, tf.stack([tf.range(chunk), self_index], axis=1),
         tf.fill([chunk], tf.constant(losses_general._LOG_ZERO)))  # pylint: disable=protected-access
 
-  def loop(body, initial):
-    return tf.while_loop(lambda i, *_: i < num_chunks, body, (0,) + initial,
-                         parallel_iterations=1)[1:]
+  loop = functools.partial(_chunk_loop, num_chunks)
 
   @tf.custom_gradient
   def lse(u):
