@@ -157,9 +157,8 @@ class Trainer:
       The metrics' values (means since the last `reset_metrics`).
     """
     if stage_index not in self._single_steps:
-      step = self.stage_step(stage_index)
       self._single_steps[stage_index] = step_lib.single_step(
-          self.strategy, step.replica_fn, step.after_step)
+          self.strategy, self.stage_step(stage_index))
     self._single_steps[stage_index](distributed_batch)
     return {k: float(v.result()) for k, v in self.metrics.items()}
 
@@ -169,9 +168,8 @@ class Trainer:
 
   def compiled_loop(self, plan: plan_lib.StagePlan):
     if plan.index not in self._loops:
-      step = self.stage_step(plan.index)
       self._loops[plan.index] = step_lib.train_loop(
-          self.strategy, step.replica_fn, self.global_step, step.after_step)
+          self.strategy, self.stage_step(plan.index), self.global_step)
     return self._loops[plan.index]
 
   def _train_spec(self, plan: plan_lib.StagePlan, start_step: int):

@@ -247,15 +247,15 @@ class StageStep:
                        tf.reshape(tf.repeat(gathered.labels, num_views), [entries]))
 
 
-def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Variable,
-               after_step=None):
+def train_loop(strategy: tf.distribute.Strategy, stage_step: StageStep,
+               global_step: tf.Variable):
   """The compiled inner loop.
 
   Args:
     strategy: the strategy the steps run under.
-    replica_fn: `StageStep.replica_fn`.
+    stage_step: its `replica_fn` runs on every replica, then its `after_step` (if
+      any) in cross-replica context.
     global_step: advanced by one per step.
-    after_step: `StageStep.after_step` (cross-replica context), or None.
 
   Returns:
     `loop(iterator, num_steps)`, a `tf.function` running `num_steps` steps (a
@@ -265,20 +265,19 @@ def train_loop(strategy: tf.distribute.Strategy, replica_fn, global_step: tf.Var
   @tf.function
   def loop(iterator, num_steps):
     for _ in tf.range(num_steps):
-      strategy.run(replica_fn, args=(next(iterator),))
-      if after_step is not None:
-        after_step()
+      strategy.run(stage_step.replica_fn, args=(next(iterator),))
+      if stage_step.after_step is not None:
+        stage_step.after_step()
       global_step.assign_add(1)
   return loop
 
 
-def single_step(strategy: tf.distribute.Strategy, replica_fn, after_step=None):
+def single_step(strategy: tf.distribute.Strategy, stage_step: StageStep):
   """One compiled step without a global step (tests and benchmarks).
 
   Args:
     strategy: the strategy the step runs under.
-    replica_fn: `StageStep.replica_fn`.
-    after_step: `StageStep.after_step` (cross-replica context), or None.
+    stage_step: as in `train_loop`.
 
   Returns:
     `step(distributed_batch)`, a `tf.function`.
@@ -286,7 +285,7 @@ def single_step(strategy: tf.distribute.Strategy, replica_fn, after_step=None):
 
   @tf.function
   def step(batch):
-    strategy.run(replica_fn, args=(batch,))
-    if after_step is not None:
-      after_step()
+    strategy.run(stage_step.replica_fn, args=(batch,))
+    if stage_step.after_step is not None:
+      stage_step.after_step()
   return step
