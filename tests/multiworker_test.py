@@ -7,6 +7,7 @@ import os
 import sys
 
 import numpy as np
+import tensorflow as tf
 
 from tests import testing
 
@@ -68,7 +69,9 @@ def test_two_workers_run_the_embedded_default_end_to_end(tmp_path, fake_data):
   model_dir = tmp_path / "m"
   # Also the kNN monitor at steps 2 and 4 (the end of stage 1): both workers embed
   # and gather, only the chief votes and writes.
-  args = _tiny_args(model_dir, fake_data, "--knn_every=2", "--knn_k=5")
+  # And the memory queue filled by a momentum encoder (sync-on-read copies per worker).
+  args = _tiny_args(model_dir, fake_data, "--knn_every=2", "--knn_k=5", "--memory_size=48",
+                    "--momentum_encoder=0.9")
   cli = [sys.executable, "-m", "supcon_tf.run", "--flagfile=experiments/fashion_mnist.cfg"]
   workers = testing.run_workers(cli + args + ["--strategy=multi_worker"], timeout=_TIMEOUT)
   _check(workers)
@@ -84,6 +87,11 @@ def test_two_workers_run_the_embedded_default_end_to_end(tmp_path, fake_data):
                "projector/stage_1/metadata.tsv", "export/encoder/saved_model.pb",
                "export/classifier/saved_model.pb", "export/export_info.json"):
     assert (model_dir / path).exists(), path
+  latest = tf.train.latest_checkpoint(str(model_dir))
+  assert tf.train.load_variable(latest, "memory/count/.ATTRIBUTES/VARIABLE_VALUE") == 4 * 32
+  labels = tf.train.load_variable(latest, "memory/labels/.ATTRIBUTES/VARIABLE_VALUE")
+  assert labels.shape == (48,) and labels.min() >= 0 and labels.max() <= 9
+  assert any(n.startswith("momentum_model/") for n, _ in tf.train.list_variables(latest))
   with open(model_dir / "results.json") as f:
     knn = json.load(f)["knn"]
   # Every training and test image once: the padding of each worker's shard dropped.
