@@ -193,3 +193,23 @@ def test_experiment_header_documents_the_run(name):
   assert "Not run here" in header
   assert f"python -m supcon_tf.run --flagfile=experiments/{name}" in header
   assert "--tpu=" in header and "--data_dir=gs://" in header and "--model_dir=gs://" in header
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(_EXPERIMENTS_DIR, "small_batch",
+                                                                "*.cfg"))))
+def test_small_batch_study_variants_share_a_budget(path, monkeypatch):
+  """Every variant of the small-batch study parses, validates, and sees the same
+  number of images in stage 1 (one epoch) and stage 2."""
+  monkeypatch.chdir(testing.REPO_ROOT)
+  fv = flags.FlagValues()
+  flags_lib.define_flags(fv)
+  # The study gives each run its --model_dir; parsing validates the rest.
+  fv(["prog", f"--flagfile={path}", "--model_dir=unused"])
+  cfg = flags_lib.config_from_flags(fv)
+  assert (cfg.stage_1.epochs, cfg.stage_2.epochs) == (1.0, 2.0)
+  assert cfg.data.num_views == 2 and cfg.runtime.knn_every > 0
+  name = os.path.basename(path)
+  assert (cfg.runtime.batch_size == 256) == name.startswith("large_batch")
+  assert (cfg.loss.memory_size > 0) == ("queue" in name)
+  assert (cfg.loss.momentum_encoder > 0) == ("momentum" in name)
+  assert (cfg.data.samples_per_class > 0) == ("balanced" in name)
