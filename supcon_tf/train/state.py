@@ -7,7 +7,6 @@ chief into model_dir, the others into a scratch directory deleted after each sav
 """
 
 import contextlib
-import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -199,11 +198,10 @@ class TrainState:
     state = tf.train.get_checkpoint_state(self.model_dir)
     if state is None:
       return []
+    # (get_checkpoint_state has put model_dir in front of relative paths already.)
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     if state.model_checkpoint_path not in paths:
       paths.append(state.model_checkpoint_path)
-    paths = [p if os.path.isabs(p) or "://" in p else os.path.join(self.model_dir, p)
-             for p in paths]
     return sorted(set(paths), key=_checkpoint_number, reverse=True)
 
   def restore(self) -> Optional[str]:

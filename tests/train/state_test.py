@@ -46,6 +46,23 @@ def test_checkpoint_round_trip_restores_model_optimizers_and_step(tmp_path):
     np.testing.assert_array_equal(a, b.numpy())
 
 
+def test_a_relative_model_dir_restores(tmp_path, monkeypatch):
+  """model_dir as users give it (runs/x, relative to the working directory): the
+  checkpoints found are the files saved, and a new Trainer restores the newest."""
+  monkeypatch.chdir(tmp_path)
+  model_dir = os.path.join("runs", "x")
+  cfg = common.tiny_config(model_dir)
+  strategy = tf.distribute.get_strategy()
+  trainer = train.Trainer(cfg, strategy, common.source(), model_dir, verbose=False)
+  for step in (2, 4):
+    trainer.global_step.assign(step)
+    trainer.save()
+  assert trainer.state.checkpoints() == [os.path.join(model_dir, "ckpt-4"),
+                                         os.path.join(model_dir, "ckpt-2")]
+  fresh = train.Trainer(cfg, strategy, common.source(), model_dir, verbose=False)
+  assert fresh.restore() == 4
+
+
 def test_stage_variables_follow_what_the_stage_trains(tmp_path):
   trainer = train.Trainer(common.tiny_config(str(tmp_path)), tf.distribute.get_strategy(),
                           common.source(), str(tmp_path), verbose=False)
