@@ -130,11 +130,6 @@ def run_one(args, flagfile, seed, model_dir):
   start = time.time()
   proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
 
-  def forward(signum, _):
-    proc.send_signal(signal.SIGTERM)
-    raise KeyboardInterrupt(signum)
-
-  previous = signal.signal(signal.SIGTERM, forward)
   try:
     while proc.poll() is None:
       try:
@@ -150,9 +145,12 @@ def run_one(args, flagfile, seed, model_dir):
     if os.path.isdir(model_dir):
       _write_json(os.path.join(model_dir, WALL_FILE), {"seconds": before + time.time() - start})
     raise
-  finally:
-    signal.signal(signal.SIGTERM, previous)
   return proc.returncode
+
+
+def _interrupt(signum, _):
+  """SIGTERM as Ctrl-C, whether a run is going (it is forwarded) or not."""
+  raise KeyboardInterrupt(signum)
 
 
 def collect(args):
@@ -207,13 +205,14 @@ def main(argv=None) -> int:
     print(table(collect(args)))
     return 0
   failed = []
+  signal.signal(signal.SIGTERM, _interrupt)
   for seed in order:
     for variant, flagfile in todo.items():
       model_dir = os.path.join(args.runs_dir, variant, f"seed_{seed}")
-      if finished(model_dir):
-        print(f"study: {variant} seed {seed} finished already: skipped", flush=True)
-        continue
       try:
+        if finished(model_dir):
+          print(f"study: {variant} seed {seed} finished already: skipped", flush=True)
+          continue
         code = run_one(args, flagfile, seed, model_dir)
       except KeyboardInterrupt:
         print("study: stopped; rerun the same command to continue", flush=True)
