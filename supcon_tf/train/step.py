@@ -198,13 +198,16 @@ class StageStep:
     with tf.GradientTape() as tape:
       z, logits = self.heads(flat if self.encode is None else h)
       # The gather is a synchronisation point: here, outside any compiled piece.
+      use_labels = self.cfg.loss.use_labels
+      # The queue keeps labels even for SimCLR: gather them with the projections once.
       gathered = (losses.gather_global_batch(
-          z, labels if self.cfg.loss.use_labels else None)
+          z, labels if use_labels or self.queue is not None else None)
                   if self.plan.contrastive else None)
       # The queue as it was before this step (it never holds the current batch).
       memory = (self.queue.memory(self.cfg.loss.use_labels)
                 if self.queue is not None else None)
-      terms = self.loss(z, logits, labels, gathered, memory)
+      terms = self.loss(z, logits, labels, gathered if use_labels or gathered is None
+                        else gathered._replace(labels=None), memory)
       if self.nan_steps and self.global_step is not None:  # fault injection (tests)
         terms = recovery.poison(terms, self.global_step + 1, self.nan_steps,
                                 "contrastive_loss" if self.plan.contrastive
@@ -240,8 +243,6 @@ class StageStep:
     if self.momentum is not None:
       keys = tf.reshape(self.momentum.project(flat), [-1, num_views, z.shape[-1]])
       gathered = losses.gather_global_batch(keys, labels)
-    elif gathered.labels is None:  # SimCLR: the loss gathered no labels
-      gathered = losses.gather_global_batch(tf.stop_gradient(z), labels)
     entries = self.cfg.runtime.batch_size * num_views  # static: the ring's slots
     self.queue.enqueue(tf.reshape(gathered.features, [entries, z.shape[-1]]),
                        tf.reshape(tf.repeat(gathered.labels, num_views), [entries]))
