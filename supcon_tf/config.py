@@ -44,8 +44,10 @@ class DataConfig:
       "per class. Splits: --train_split/--eval_split name sub-folders of it (e.g. "
       "train, val) each holding the class folders, or 'all' for class folders "
       "directly under it, with TFDS-style slices per class: all[:90%], all[90%:].")
-  train_split: str = field("train", "TFDS training split (e.g. train[:90%]).")
-  eval_split: str = field("test", "TFDS evaluation split (e.g. train[90%:]).")
+  train_split: str = field("train", "Training split, TFDS syntax (e.g. train[:90%]; "
+                            "the Fashion-MNIST idx files too).")
+  eval_split: str = field("test", "Evaluation split, TFDS syntax (e.g. train[90%:] "
+                          "to hold out a validation set).")
   fashion_mnist_dir: str = field(
       "/usr/share/datasets/fashion-mnist",
       "Directory with Fashion-MNIST's idx files (Debian package "

@@ -157,6 +157,7 @@ def load_source(data_config: DataConfig) -> Source:
           "install Debian's dataset-fashion-mnist package (make data), or put the "
           "four idx files in a directory and pass it")
     source = memory.load_fashion_mnist_idx(d.fashion_mnist_dir)
+    source = memory.select_splits(source, d.train_split, d.eval_split)
     return memory.subset(source, d.num_train_examples, d.num_eval_examples)
   raise ConfigError(
       f"--dataset={name!r} is not prepared under --data_dir={d.data_dir!r}: "

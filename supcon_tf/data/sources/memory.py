@@ -90,6 +90,47 @@ def subset(source: InMemorySource, num_train: int, num_eval: int) -> InMemorySou
       test_labels=cut(source.test_labels, num_eval))
 
 
+def select_splits(source: InMemorySource, train_split: str,
+                  eval_split: str) -> InMemorySource:
+  """The TFDS-style splits (e.g. "train[:90%]", "train[90%:]") of a source's two.
+
+  Lets a source without TFDS metadata (the Fashion-MNIST idx files) hold out a
+  validation set, with TFDS's own slicing semantics (percent rounding, "+" unions).
+
+  Args:
+    source: a source whose `train_*` arrays are split "train" and `test_*` "test".
+    train_split: the split to train on.
+    eval_split: the split to evaluate on.
+
+  Returns:
+    The source with its arrays cut and joined as the splits say.
+
+  Raises:
+    ConfigError: a split the syntax or the source's split names do not allow.
+  """
+  if (train_split, eval_split) == ("train", "test"):
+    return source
+  import types  # pylint: disable=g-import-not-at-top
+  arrays = {"train": (source.train_images, source.train_labels),
+            "test": (source.test_images, source.test_labels)}
+  infos = {k: types.SimpleNamespace(name=k, num_examples=len(v[1]))
+           for k, v in arrays.items()}
+  chosen = []
+  for flag, split in (("train_split", train_split), ("eval_split", eval_split)):
+    try:
+      parts = tfds_stream.read_instruction(split).to_absolute(infos)
+    except (ValueError, AssertionError) as e:
+      raise ConfigError(f"--{flag}={split!r}: {str(e).splitlines()[0]} (the "
+                        f"{source.name} idx files have splits train and test)") from None
+    images = np.concatenate([arrays[p.splitname][0][p.from_:p.to] for p in parts])
+    labels = np.concatenate([arrays[p.splitname][1][p.from_:p.to] for p in parts])
+    if not len(labels):
+      raise ConfigError(f"--{flag}={split!r} of {source.name} is empty")
+    chosen += [images, labels]
+  return dataclasses.replace(source, train_images=chosen[0], train_labels=chosen[1],
+                             test_images=chosen[2], test_labels=chosen[3])
+
+
 # ------------------------------------------------------------------ idx files
 def read_idx(path: str) -> np.ndarray:
   """Reads an idx file (optionally gzipped).

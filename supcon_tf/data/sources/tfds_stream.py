@@ -62,6 +62,11 @@ def tfds_builder(name: str, data_dir: str):
   return builder
 
 
+def read_instruction(split: str):
+  """TFDS's parsed form of a split string (e.g. "train[:90%]")."""
+  return _tfds().core.ReadInstruction.from_spec(split)
+
+
 def split_num_examples(builder, split: str) -> int:
   """Examples in `split` of `builder`'s dataset.
 

@@ -72,3 +72,31 @@ def test_subset_keeps_the_first_examples():
   whole = memory.subset(source, 0, 0)  # 0 keeps all
   assert (whole.num_train, whole.num_eval) == (16, 8)
   assert whole.class_names == source.class_names and whole.name == source.name
+
+
+def test_idx_splits_hold_out_a_validation_set(tmp_path):
+  arrays = fake_fashion_dir(tmp_path)  # 40 train, 20 test
+  train_images = arrays["train-images-idx3-ubyte"]
+  cfg = DataConfig(fashion_mnist_dir=str(tmp_path), train_split="train[:75%]",
+                   eval_split="train[75%:]")
+  source = sources.load_source(cfg)
+  assert (source.num_train, source.num_eval) == (30, 10)
+  np.testing.assert_array_equal(source.train_images[..., 0], train_images[:30])
+  np.testing.assert_array_equal(source.test_images[..., 0], train_images[30:])
+  np.testing.assert_array_equal(source.test_labels,
+                                arrays["train-labels-idx1-ubyte"][30:])
+  both = sources.load_source(DataConfig(fashion_mnist_dir=str(tmp_path),
+                                        train_split="train+test[:5]", eval_split="test[5:]"))
+  assert (both.num_train, both.num_eval) == (45, 15)
+  np.testing.assert_array_equal(both.train_labels[40:],
+                                arrays["t10k-labels-idx1-ubyte"][:5])
+
+
+@pytest.mark.parametrize("split, message", [("validation", "Unknown split"),
+                                            ("train[:200%]", "train\\[:200%\\]"),
+                                            ("train[40:]", "empty")])
+def test_idx_bad_splits_are_refused(tmp_path, split, message):
+  fake_fashion_dir(tmp_path)
+  from supcon_tf.config import ConfigError
+  with pytest.raises(ConfigError, match=message):
+    sources.load_source(DataConfig(fashion_mnist_dir=str(tmp_path), eval_split=split))
