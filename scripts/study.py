@@ -51,7 +51,7 @@ def _parse(argv):
   parser.add_argument("--runs_dir", default="", help="default runs/studies/<study>")
   parser.add_argument("--results", default="", help="default results/<study>.json")
   parser.add_argument("--table", action="store_true",
-                      help="print the results as a Markdown table and exit")
+                      help="rewrite the results file, print it as a Markdown table, exit")
   parser.add_argument("--python", default=sys.executable)
   args, extra = parser.parse_known_args(argv)
   if extra and extra[0] == "--":
@@ -124,7 +124,12 @@ def _wall(model_dir):
 def run_one(args, flagfile, seed, model_dir):
   """Runs (or continues) one run; returns its exit code."""
   os.makedirs(os.path.dirname(model_dir), exist_ok=True)
-  cmd = command(args, flagfile, seed, model_dir)
+  return run_command(command(args, flagfile, seed, model_dir), model_dir)
+
+
+def run_command(cmd, model_dir):
+  """Runs `cmd` from the repository, its wall time added to model_dir's; returns its
+  exit code. Ctrl-C or SIGTERM (see `_interrupt`) is forwarded as SIGTERM."""
   print(f"study: {' '.join(cmd)}", flush=True)
   before = _wall(model_dir)
   start = time.time()
@@ -167,9 +172,16 @@ def collect(args):
              "global_step": evaluation.get("global_step"),
              "wall_seconds": round(_wall(model_dir), 1),
              "command": " ".join(command(args, flagfile, seed, model_dir)[1:])}
-      knn = (_read_json(os.path.join(model_dir, "results.json")) or {}).get("knn") or []
+      recorded = _read_json(os.path.join(model_dir, "results.json")) or {}
+      knn = recorded.get("knn") or []
       if knn:
         row["knn_top_1"] = knn[-1]["top_1"]
+      if recorded.get("run"):
+        row["method"] = recorded["run"].get("method")
+      robustness = recorded.get("robustness") or {}
+      for key in ("clean_error", "mean_corruption_error", "mce", "relative_mce"):
+        if robustness.get(key) is not None:
+          row[key] = robustness[key]
       rows.append(row)
   return {"study": args.name, "seeds": seeds(args), "runs": rows}
 
@@ -202,7 +214,9 @@ def main(argv=None) -> int:
   todo = variants(args)
   order = seeds(args)
   if args.table:
-    print(table(collect(args)))
+    collected = collect(args)
+    _write_json(args.results, collected)
+    print(table(collected))
     return 0
   failed = []
   signal.signal(signal.SIGTERM, _interrupt)

@@ -18,7 +18,8 @@ from typing import Tuple
 from supcon_tf.enums import (  # pylint: disable=unused-import
     IMAGE_FOLDER, RESNET_DEPTHS, AugmentationType, ContrastMode, DenominatorMode,
     EvalCropMethod, FrozenBatchNorm, InputNormalization, LearningRateDecay, Mode,
-    Optimizer, Precision, ResNetArchitecture, StrategyType, SummationLocation)
+    Optimizer, Precision, READER_MODES, ResNetArchitecture, StrategyType,
+    SummationLocation)
 
 
 def field(default, help: str, **kwargs):  # pylint: disable=redefined-builtin
@@ -254,7 +255,8 @@ def _stage_2_default():
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
-  mode: Mode = field(Mode.TRAIN_THEN_EVAL, "train, eval or train_then_eval.")
+  mode: Mode = field(Mode.TRAIN_THEN_EVAL, "train, eval, train_then_eval, export, "
+                     "dry_run or eval_robustness (top-1 on corrupted test images).")
   model_dir: str = field("", "Checkpoints, summaries and config.json go here.")
   overwrite: bool = field(
       False, "Start over: remove what a previous run left in --model_dir (see "
@@ -307,6 +309,13 @@ class RuntimeConfig:
   knn_bank_size: int = field(
       0, "kNN monitor: the first N training images (in the split's order) form the "
       "bank; 0: the whole training split.")
+  corruptions: str = field(
+      "", "--mode=eval_robustness: comma-separated corruptions (default: all that "
+      "apply to the images' channels).")
+  corruption_seed: int = field(0, "--mode=eval_robustness: seed of the corruptions.")
+  baseline_model_dir: str = field(
+      "", "--mode=eval_robustness: a run evaluated the same way whose errors "
+      "normalise the mCE and relative mCE (ImageNet-C's definitions).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,11 @@ class Mode(enum.Enum):
   TRAIN_THEN_EVAL = "train_then_eval"
   EXPORT = "export"
   DRY_RUN = "dry_run"
+  EVAL_ROBUSTNESS = "eval_robustness"  # top-1 on corrupted copies of the test split
+
+
+# Modes that read a trained run in --model_dir (its config.json) and train nothing.
+READER_MODES = frozenset({Mode.EVAL, Mode.EXPORT, Mode.EVAL_ROBUSTNESS})
 
 
 class AugmentationType(enum.Enum):

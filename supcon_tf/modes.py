@@ -1,4 +1,4 @@
-"""The modes of a run: train, eval, train_then_eval, export, dry_run.
+"""The modes of a run: train, eval, train_then_eval, export, dry_run, eval_robustness.
 
 `run(cfg)` checks the model_dir against the config, creates the strategy and the
 source, and once nothing is left to refuse, the chief of a training run starts the
@@ -97,7 +97,7 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     return dry_run.dry_run(cfg, strategy)
   source = sources.load_source(cfg.data)
   is_chief = distribute.is_chief(strategy)
-  training = rt.mode not in (config_lib.Mode.EVAL, config_lib.Mode.EXPORT)
+  training = rt.mode not in config_lib.READER_MODES
   if training:  # refused here rather than by the Trainer, before anything is written
     train.plan_stages(cfg, source.num_train, source.steps_per_epoch(
         rt.batch_size, distribute.num_input_pipelines(strategy)))
@@ -114,8 +114,11 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     # The label ids must mean the same classes as in the existing checkpoints.
     workdir.check_and_write_classes(rt.model_dir, source.name, source.class_names,
                                     write=False)
-  if rt.mode == config_lib.Mode.EVAL:
+  if rt.mode in (config_lib.Mode.EVAL, config_lib.Mode.EVAL_ROBUSTNESS):
     _refuse_untrained_classifier(cfg, strategy, source)
+  if rt.mode == config_lib.Mode.EVAL_ROBUSTNESS:
+    from supcon_tf.train import robustness  # pylint: disable=g-import-not-at-top
+    robustness.check_source(cfg, source)
   trainer = train.Trainer(cfg, strategy, source, rt.model_dir, is_chief=is_chief,
                           verbose=verbose)
   # Another model's checkpoints (in model_dir, or --encoder_checkpoint): refused now,
@@ -145,6 +148,10 @@ def run(cfg: config_lib.Config, verbose: bool = True):
       if trainer.latest_checkpoint() is None:
         raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
       result = trainer.evaluate()
+    if rt.mode == config_lib.Mode.EVAL_ROBUSTNESS:
+      if trainer.latest_checkpoint() is None:
+        raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
+      result = robustness.evaluate_robustness(trainer, cfg, source)
     return result
   finally:
     trainer.close()

@@ -4,7 +4,7 @@ the combinations that cannot run. Flags (`flags.config_from_flags`) and config.j
 """
 
 from supcon_tf.config import (Config, ConfigError, IMAGE_FOLDER, RESNET_DEPTHS, Mode,
-                              STAGE_SECTIONS)
+                              READER_MODES, STAGE_SECTIONS)
 
 
 def validate(config: Config) -> None:
@@ -85,14 +85,14 @@ def validate(config: Config) -> None:
       check(s.contrastive_loss_weight > 0 or s.cross_entropy_loss_weight > 0,
             f"{name} trains but both --{name}_contrastive_loss_weight and "
             f"--{name}_cross_entropy_loss_weight are 0")
-  check(config.stage_1.trains or config.stage_2.trains or r.mode in (Mode.EVAL, Mode.EXPORT),
+  check(config.stage_1.trains or config.stage_2.trains or r.mode in READER_MODES,
         "nothing to train: both stages have 0 epochs and 0 steps")
   check(not (m.encoder_checkpoint and m.random_encoder),
         "--encoder_checkpoint and --random_encoder name two starts: pass one")
   encoder_trained = bool(m.encoder_checkpoint) or m.random_encoder
   for name in STAGE_SECTIONS:
     s = getattr(config, name)
-    if not s.trains or r.mode in (Mode.EVAL, Mode.EXPORT):
+    if not s.trains or r.mode in READER_MODES:
       continue
     check(encoder_trained or s.trains_encoder(m.stop_gradient_before_classification_head),
           f"{name} trains a classifier on a frozen encoder that nothing trained: give "
@@ -122,6 +122,6 @@ def validate(config: Config) -> None:
   check(r.knn_temperature > 0, f"--knn_temperature must be > 0, got {r.knn_temperature}")
   check(r.knn_bank_size >= 0, f"--knn_bank_size must be >= 0, got {r.knn_bank_size}")
   check(bool(r.model_dir), "--model_dir is required")
-  check(not (r.overwrite and r.mode in (Mode.EVAL, Mode.EXPORT)),
+  check(not (r.overwrite and r.mode in READER_MODES),
         f"--overwrite starts a training run over; --mode={r.mode.value} reads the run "
         "in --model_dir: drop one of them")

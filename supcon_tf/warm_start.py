@@ -41,8 +41,7 @@ def check_encoder_checkpoint(cfg: config_lib.Config) -> None:
       this run in `ENCODER_FIELDS` (each named with both values).
   """
   path = cfg.model.encoder_checkpoint
-  if not path or "://" in path or cfg.runtime.mode in (config_lib.Mode.EVAL,
-                                                       config_lib.Mode.EXPORT):
+  if not path or "://" in path or cfg.runtime.mode in config_lib.READER_MODES:
     return
   rt = cfg.runtime
   if os.path.exists(os.path.join(rt.model_dir, "checkpoint")) and not rt.overwrite:

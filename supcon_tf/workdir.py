@@ -156,15 +156,17 @@ MAY_DIFFER = frozenset({
     "runtime.knn_bank_size",
     # This command's action on the directory, not a setting of the run.
     "runtime.overwrite",
+    # What --mode=eval_robustness measures the trained run on.
+    "runtime.corruptions", "runtime.corruption_seed", "runtime.baseline_model_dir",
 })
 # Data locations a command need not repeat: a command that does not give them reads
 # the data where the run read it (the same data), not at the flag's default.
 _FROM_RUN_UNLESS_GIVEN = frozenset({"data.data_dir", "data.fashion_mnist_dir",
                                     "data.image_dir"})
-_READERS = (config_lib.Mode.EVAL, config_lib.Mode.EXPORT)
+_READERS = config_lib.READER_MODES
 
 
-def _flat(d: dict) -> dict:
+def flat_config(d: dict) -> dict:
   """{"section.field": value} of a `Config.to_dict()`-shaped dict."""
   return {f"{s}.{k}": v for s, section in d.items() if isinstance(section, dict)
           for k, v in section.items()}
@@ -186,8 +188,9 @@ def differences(stored: dict, cfg: config_lib.Config,
     [(dotted name, config.json's value, this command's value)], in `Config` order,
     values as in `to_dict` (enum values, lists).
   """
-  old = {**_flat(config_lib.Config().to_dict()), **_flat(stored)}
-  return [(name, old[name], value) for name, value in _flat(cfg.to_dict()).items()
+  old = {**flat_config(config_lib.Config().to_dict()), **flat_config(stored)}
+  return [(name, old[name], value)
+          for name, value in flat_config(cfg.to_dict()).items()
           if name not in MAY_DIFFER and (names is None or name in names)
           and old[name] != value]
 

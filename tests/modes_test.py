@@ -50,6 +50,16 @@ def test_train_kill_resume_eval(tmp_path, fake_data):
   assert result["global_step"] == 46 and result["num_examples"] == 40
   assert 0.0 <= result["top_1"] <= result["top_5"] <= 1.0
   assert os.path.isdir(model_dir / "train") and os.path.isdir(model_dir / "eval")
+  # results.json: the run's summary for sweeps and the report.
+  recorded = json.loads((model_dir / "results.json").read_text())
+  assert recorded["training"]["global_step"] == 46
+  assert recorded["training"]["wall_seconds"] > 0
+  run = recorded["run"]
+  assert (run["method"], run["dataset"], run["seed"]) == ("supcon", "fashion_mnist", 0)
+  assert run["top_1"] == result["top_1"] and run["global_step"] == 46
+  assert run["wall_seconds"] == recorded["training"]["wall_seconds"]
+  assert run["hardware"]["strategy"] == "MirroredStrategy"
+  assert run["hardware"]["replicas"] == 2 and run["package_version"]
 
   # Rerunning a finished run trains nothing; eval mode reproduces the numbers.
   again = testing.run_cli(args[:] + ["--mode=eval"])

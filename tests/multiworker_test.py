@@ -101,6 +101,10 @@ def test_two_workers_run_the_embedded_default_end_to_end(tmp_path, fake_data):
   with open(model_dir / "eval_results.json") as f:
     distributed = json.load(f)
   assert distributed["global_step"] == 6 and distributed["num_examples"] == 40
+  with open(model_dir / "results.json") as f:
+    run = json.load(f)["run"]
+  assert run["top_1"] == distributed["top_1"] and run["hardware"]["replicas"] == 2
+  assert run["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
   # One process evaluating the same checkpoint finds the same numbers.
   single = testing.run_cli(cli[3:] + args + ["--mode=eval", "--projector_examples=0"],
                            timeout=_TIMEOUT)

@@ -20,6 +20,7 @@ import tensorflow as tf
 from supcon_tf import config as config_lib
 from supcon_tf import distribute
 from supcon_tf import export as export_lib
+from supcon_tf import results
 from supcon_tf import workdir
 from supcon_tf.errors import Preempted
 from supcon_tf.data import pipeline
@@ -81,9 +82,10 @@ class Trainer:
     self._profiling = False
     self._stop = preemption.StopSignal(enabled=False)  # train() installs one
     self._nan = recovery.NanRecovery(self)  # the non-finite loss check
+    self._clock = None  # results.TrainingClock while training
     self.knn = knn_lib.KnnMonitor(cfg, self.model, strategy, source, self.eval_view,
                                   self.input_options, self.summaries, model_dir,
-                                  is_chief, self._log)
+                                  is_chief, self.log)
 
   # ---------------------------------------------------------------- state
   @property
@@ -110,10 +112,10 @@ class Trainer:
     encoder if given; returns the global step."""
     latest = self.state.restore()
     if latest:
-      self._log(f"restored {latest} (global step {self.state.step})")
+      self.log(f"restored {latest} (global step {self.state.step})")
     elif self.cfg.model.encoder_checkpoint:
       read = self.state.load_encoder(self.cfg.model.encoder_checkpoint)
-      self._log(f"encoder initialised from {read}")
+      self.log(f"encoder initialised from {read}")
     return self.state.step
 
   def check_checkpoints(self) -> None:
@@ -122,7 +124,10 @@ class Trainer:
     self.state.check_checkpoints(self.cfg.model.encoder_checkpoint)
 
   def save(self) -> str:
-    return self.state.save()
+    saved = self.state.save()
+    if self._clock:  # results.json's training time, up to this checkpoint
+      self._clock.saved(self.state.step)
+    return saved
 
   # ---------------------------------------------------------------- steps
   def stage_step(self, stage_index: int) -> step_lib.StageStep:
@@ -193,12 +198,13 @@ class Trainer:
     step = self.restore()
     last = {}
     if step >= self.total_steps:
-      self._log(f"training already finished at global step {step} (latest checkpoint "
+      self.log(f"training already finished at global step {step} (latest checkpoint "
                 f"in {self.model_dir}); nothing to train")
       return last
     self._nan.save_initial_state()
+    self._clock = results.TrainingClock(self.model_dir, self.is_chief)
     # SIGTERM (any worker's, under MultiWorkerMirroredStrategy): see preemption.py.
-    with preemption.stop_request(self.strategy, self.state.save, self.model_dir,
+    with preemption.stop_request(self.strategy, self.save, self.model_dir,
                                  self.total_steps) as self._stop:
       for plan in self.stages:
         if plan.num_steps == 0 or step >= plan.end_step:
@@ -212,11 +218,11 @@ class Trainer:
     local_start = step - plan.first_step
     if plan.config.reinitialize_classifier and local_start == 0:
       self.state.reinitialize_classifier(self.cfg.data.seed, plan.index)
-      self._log(f"stage {plan.index}: classifier re-initialised")
+      self.log(f"stage {plan.index}: classifier re-initialised")
     iterator = self.train_iterator(plan, local_start)
     loop = self.compiled_loop(plan)
     opt = self.optimizers[plan.index]
-    self._log(f"stage {plan.index}: {plan.num_steps} steps "
+    self.log(f"stage {plan.index}: {plan.num_steps} steps "
               f"({plan.num_steps / max(plan.steps_per_epoch, 1):.2f} epochs of "
               f"{plan.steps_per_epoch} steps), {plan.num_views} view(s), global batch "
               f"{rt.batch_size} on {self.num_replicas} replica(s)"
@@ -224,7 +230,7 @@ class Trainer:
     self.write_start_summaries(plan, step)
     stage_start_time, stage_start_step = time.time(), step
     corrupt = CorruptCounter(plan, rt.batch_size, self.cfg.data.max_corrupt_fraction,
-                             self.summaries, self._log)
+                             self.summaries, self.log)
     last = {}
     while step < plan.end_step:
       chunk = plan_lib.chunk_length(plan, step, rt, corrupt.next_epoch_end(step)
@@ -270,7 +276,7 @@ class Trainer:
       local = step - plan.first_step
       etas = f"stage ETA {plan_lib.format_seconds(eta)}" + (
           f" | training ETA {plan_lib.format_seconds(run_eta)}" if run_eta > eta else "")
-      self._log(
+      self.log(
           f"stage {plan.index} | epoch {local / max(plan.steps_per_epoch, 1):.2f} | "
           f"step {local}/{plan.num_steps} | loss {values['loss']:.4f} | lr {lr:.4g} | "
           f"{images_per_sec:.0f} images/s | {etas}"
@@ -287,7 +293,7 @@ class Trainer:
     if not self._profiling and start <= step < end and not final:
       tf.profiler.experimental.start(self.model_dir)
       self._profiling = True
-      self._log(f"profiling global steps {step + 1}..{end} into {self.model_dir}/plugins/profile")
+      self.log(f"profiling global steps {step + 1}..{end} into {self.model_dir}/plugins/profile")
     elif self._profiling and (step >= end or final):
       tf.profiler.experimental.stop()
       self._profiling = False
@@ -334,20 +340,24 @@ class Trainer:
       result = {"skipped": reason, "global_step": step}
       if self.is_chief:
         workdir.write_eval_results(self.model_dir, result)
-      self._log(f"evaluation skipped: {reason}")
+      self.log(f"evaluation skipped: {reason}")
       return result
     result = evaluate_lib.classifier_accuracy(
         self.model, self.strategy, self.source, self.eval_view, self.cfg,
-        self.input_options, self._log)
+        self.input_options, self.log)
     result["global_step"] = step
     self.summaries.scalars("eval", {"top_1": result["top_1"],
                                     "top_5": result["top_5"]}, step)
     if self.is_chief:
       workdir.write_eval_results(self.model_dir, result)
+      results.put(self.model_dir, "run", results.run_summary(
+          self.cfg, self.source.name, result, results.hardware(
+              type(self.strategy).__name__, self.num_replicas,
+              self.strategy.extended.worker_devices)))
     if self.cfg.runtime.mode == config_lib.Mode.EVAL and self.cfg.runtime.projector_examples:
       self.write_projector("eval")
     k = min(5, self.source.num_classes)
-    self._log(f"test top-1: {100 * result['top_1']:.2f}%  top-{k}: "
+    self.log(f"test top-1: {100 * result['top_1']:.2f}%  top-{k}: "
               f"{100 * result['top_5']:.2f}%  ({result['num_examples']} images, "
               f"global step {step})")
     return result
@@ -385,12 +395,12 @@ class Trainer:
     if not self.is_chief:
       tf.io.gfile.rmtree(target)
       return paths
-    self._log(f"exported {', '.join(paths)} SavedModels to {target} "
+    self.log(f"exported {', '.join(paths)} SavedModels to {target} "
               f"({time.time() - t0:.1f}s)")
     return paths
 
   # ---------------------------------------------------------------- misc
-  def _log(self, message: str) -> None:
+  def log(self, message: str) -> None:
     logging.info(message)
     if self.verbose and self.is_chief:
       print(message, flush=True)

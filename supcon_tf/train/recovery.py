@@ -107,7 +107,7 @@ class NanRecovery:
     """
     if self.trials and self.trainer.state.step == 0:
       path = self.trainer.save()
-      log = self.trainer._log  # pylint: disable=protected-access
+      log = self.trainer.log
       log(f"saved {path}: the initial state, for --nan_recovery_trials")
 
   def check(self, plan, values: Dict[str, float], first: int, last: int):
