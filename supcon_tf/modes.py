@@ -118,7 +118,7 @@ def run(cfg: config_lib.Config, verbose: bool = True):
     _refuse_untrained_classifier(cfg, strategy, source)
   if rt.mode == config_lib.Mode.EVAL_ROBUSTNESS:
     from supcon_tf.train import robustness  # pylint: disable=g-import-not-at-top
-    robustness.check_source(cfg, source)
+    robustness.check(cfg, source)  # before the model is built
   trainer = train.Trainer(cfg, strategy, source, rt.model_dir, is_chief=is_chief,
                           verbose=verbose)
   # Another model's checkpoints (in model_dir, or --encoder_checkpoint): refused now,

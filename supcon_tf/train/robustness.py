@@ -113,14 +113,25 @@ def corrupted_sources(cfg: config_lib.Config, source,
         yield name, severity, dataclasses.replace(source, test_images=images)
 
 
-def check_source(cfg: config_lib.Config, source) -> None:
-  """Refuses, before any evaluation, a source this mode cannot corrupt."""
-  if uses_imagenet_c(cfg) or isinstance(source, memory.InMemorySource):
-    return
-  raise config_lib.ConfigError(
-      f"--mode=eval_robustness generates corruptions of test splits held in memory "
-      f"(Fashion-MNIST, CIFAR and other small TFDS datasets) and reads ImageNet-C for "
-      f"imagenet2012; {source.name} from {source.origin} is neither")
+def check(cfg: config_lib.Config, source) -> Tuple[Tuple[str, ...], Optional[dict]]:
+  """Everything this mode can refuse, before the model is built or read.
+
+  Returns:
+    (the corruptions to evaluate, the baseline's robustness results or None).
+
+  Raises:
+    ConfigError: a source whose test images are not held in memory and that is not
+      ImageNet (its corrupted copies would have to be generated on the fly), or see
+      `chosen_corruptions` and `check_baseline`.
+  """
+  imagenet = uses_imagenet_c(cfg)
+  if not (imagenet or isinstance(source, memory.InMemorySource)):
+    raise config_lib.ConfigError(
+        f"--mode=eval_robustness generates corruptions of test splits held in memory "
+        f"(Fashion-MNIST, CIFAR and other small TFDS datasets) and reads ImageNet-C "
+        f"for imagenet2012; {source.name} from {source.origin} is neither")
+  names = chosen_corruptions(cfg, source.num_channels, imagenet)
+  return names, check_baseline(cfg, source.name, names)
 
 
 def format_table(summary: dict) -> List[str]:
@@ -158,12 +169,10 @@ def evaluate_robustness(trainer, cfg: config_lib.Config, source) -> dict:
     dataset, seed, global step and baseline).
 
   Raises:
-    ConfigError: see `check_source`, `chosen_corruptions`, `check_baseline`.
+    ConfigError: see `check`.
   """
   imagenet = uses_imagenet_c(cfg)
-  check_source(cfg, source)
-  names = chosen_corruptions(cfg, source.num_channels, imagenet)
-  baseline = check_baseline(cfg, source.name, names)
+  names, baseline = check(cfg, source)
   clean = trainer.evaluate()  # restores the latest checkpoint
   view = trainer.eval_view
   if imagenet:  # already centre-cropped: only resized
