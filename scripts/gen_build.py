@@ -21,6 +21,9 @@ THIRD_PARTY = {
     "tensorflow_hub": "tensorflow-hub",
     "absl": "absl-py",
     "numpy": "numpy",
+    "matplotlib": "matplotlib",
+    "sklearn": "scikit-learn",
+    "threadpoolctl": "threadpoolctl",
     "pytest": "pytest",
 }
 
