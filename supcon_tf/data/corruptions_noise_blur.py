@@ -32,7 +32,8 @@ DEFOCUS_BLUR = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.5), (1.5, 0.5))
 # CIFAR-10-C's sigmas and moves; it shuffles 1 pass at severities 1-3 and 2 at 4-5,
 # and its sigmas (<= 0.4 px) barely change an image, so its severities 1-3 (and
 # 4-5) differ by chance alone: here the expected swaps per pixel grow at every
-# step, through the same 1 and 2 at severities 3 and 5.
+# step, through 1 and 2 at severities 3 and 5. Offsets are drawn from
+# [-move, move] (CIFAR-10-C's code draws from [-move, move - 1]).
 GLASS_BLUR = ((0.05, 1, 0.5), (0.25, 1, 0.75), (0.4, 1, 1.0), (0.25, 1, 1.5),
               (0.4, 1, 2.0))
 # (kernel radius, Gaussian sigma along the stroke) in pixels at 32 px; the stroke's
