@@ -24,6 +24,8 @@ THIRD_PARTY = {
     "matplotlib": "matplotlib",
     "sklearn": "scikit-learn",
     "threadpoolctl": "threadpoolctl",
+    "scipy": "scipy",
+    "PIL": "pillow",
     "pytest": "pytest",
 }
 

@@ -12,11 +12,12 @@ scikit-image, ImageMagick); this module only reads configs already prepared
 under a data_dir.
 """
 
+import dataclasses
 from typing import Tuple
 
 import tensorflow as tf
 
-from supcon_tf.config import ConfigError
+from supcon_tf.config import ConfigError, DataConfig
 from supcon_tf.data.sources import tfds_stream
 
 TFDS_NAME = "imagenet2012_corrupted"
@@ -75,3 +76,27 @@ def load_corrupted(data_dir: str, name: str, severity: int) -> tf.data.Dataset:
   dataset = builder.as_dataset(split=SPLIT, shuffle_files=False)
   return dataset.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)),
                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def corrupted_source(data_config: DataConfig, name: str,
+                     severity: int) -> tfds_stream.TfdsStreamSource:
+  """The streamed source whose evaluation split is one corruption and severity.
+
+  Args:
+    data_config: the run's data configuration (data_dir, example limits).
+    name: one of IMAGENET_C_CORRUPTIONS.
+    severity: 1..5.
+
+  Returns:
+    A `TfdsStreamSource` of `imagenet2012_corrupted/<name>_<severity>`, both of
+    whose splits are `validation` (only its evaluation split is read).
+
+  Raises:
+    ValueError, ConfigError: see `load_corrupted`.
+  """
+  config = tfds_config(name, severity)
+  if not tfds_stream.tfds_prepared(config, data_config.data_dir):
+    load_corrupted(data_config.data_dir, name, severity)  # raises its refusal
+  d = dataclasses.replace(data_config, dataset=config, train_split=SPLIT,
+                          eval_split=SPLIT, num_train_examples=0)
+  return tfds_stream.TfdsStreamSource.create(d)

@@ -48,3 +48,48 @@ def test_refusals(tmp_path):
   for severity in (0, 6, True):
     with pytest.raises(ValueError, match="severity must be one of 1..5"):
       imagenet_c.load_corrupted(str(tmp_path), "fog", severity)
+
+
+def test_corrupted_source_streams_the_validation_split_under_mock_data(tmp_path,
+                                                                       monkeypatch):
+  """--mode=eval_robustness on ImageNet: each corruption and severity is a streamed
+  source of imagenet2012_corrupted/<name>_<severity>, evaluated through the same
+  pipeline as the clean split."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from supcon_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from supcon_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  from supcon_tf.data.augment import views  # pylint: disable=g-import-not-at-top
+  from supcon_tf.train import robustness  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(tfds_stream, "tfds_prepared", lambda name, data_dir: True)
+  cfg = config_lib.Config()
+  cfg = config_lib.Config(
+      data=config_lib.DataConfig(dataset="imagenet2012", data_dir=str(tmp_path),
+                                 image_size=32),
+      runtime=config_lib.RuntimeConfig(corruptions="fog,contrast", model_dir="/x"))
+  assert robustness.uses_imagenet_c(cfg)
+  assert robustness.chosen_corruptions(cfg, 3, True) == ("fog", "contrast")
+  default = robustness.chosen_corruptions(
+      config_lib.Config(data=cfg.data), 3, True)
+  assert default == imagenet_c.IMAGENET_C_BENCHMARK
+  with tfds.testing.mock_data(num_examples=6, data_dir=str(tmp_path)):
+    found = list(robustness.corrupted_sources(cfg, None, ("fog",)))
+    assert [(n, s) for n, s, _ in found] == [("fog", s) for s in range(1, 6)]
+    source = found[2][2]
+    assert source.name == "imagenet2012_corrupted/fog_3" and source.num_eval == 6
+    view = views.EvalViewSpec.from_config(cfg.data)
+    batches = list(pipeline.eval_dataset(source, 4, view,
+                                         pipeline.InputOptions.from_config(cfg.data),
+                                         None))
+  images = [b["image"].shape for b in batches]
+  assert images[0][1:] == (32, 32, 3) and sum(int(b["valid"].numpy().sum())
+                                              for b in batches) == 6
+
+
+def test_generated_corruptions_default_to_the_benchmark_families():
+  from supcon_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from supcon_tf.train import robustness  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.Config()
+  gray = robustness.chosen_corruptions(cfg, 1, False)
+  assert len(gray) == 12 and "saturate" not in gray and "speckle_noise" not in gray
+  assert set(gray) <= set(imagenet_c.IMAGENET_C_BENCHMARK)
+  assert robustness.chosen_corruptions(cfg, 3, False) == gray
