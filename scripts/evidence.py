@@ -42,6 +42,8 @@ def _parse(argv):
   parser.add_argument("--steps", default=",".join(STEPS),
                       help=f"comma-separated steps of {', '.join(STEPS)}")
   parser.add_argument("--runs_dir", default=os.path.join("runs", "studies"))
+  parser.add_argument("--results_dir", default="results",
+                      help="where the studies' results files go")
   parser.add_argument("--figures", default=os.path.join("docs", "figures"))
   parser.add_argument("--python", default=sys.executable)
   args = parser.parse_args(argv)
@@ -56,7 +58,7 @@ def _parse(argv):
 def _study_args(args, name, *extra):
   return [os.path.join("experiments", "study", name), f"--seeds={_SEEDS[name]}",
           f"--runs_dir={os.path.join(args.runs_dir, name)}", f"--python={args.python}",
-          *extra]
+          f"--results={os.path.join(args.results_dir, name + '.json')}", *extra]
 
 
 def _evaluated_against(model_dir, baseline):
@@ -89,7 +91,8 @@ def robustness(args) -> int:
       if code != 0:
         print(f"evidence: {model_dir} robustness failed (exit {code})", flush=True)
         failed += 1
-  study.main(_study_args(args, "accuracy", "--table"))  # the results file, with mCE
+  if glob.glob(os.path.join("experiments", "study", "accuracy", "*.cfg")):
+    study.main(_study_args(args, "accuracy", "--table"))  # the results file, with mCE
   return 1 if failed else 0
 
 
@@ -118,6 +121,9 @@ def main(argv=None) -> int:
         code = report(args)
     except KeyboardInterrupt:
       code = study._PREEMPTED  # pylint: disable=protected-access
+    except SystemExit as e:  # e.g. a study directory without configurations yet
+      print(f"evidence: step {step}: {e}; going on", flush=True)
+      code = 1
     if code == study._PREEMPTED:  # pylint: disable=protected-access
       print("evidence: stopped; rerun the same command to continue", flush=True)
       return code

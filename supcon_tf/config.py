@@ -297,8 +297,8 @@ class RuntimeConfig:
       1000, "Test embeddings written for TensorBoard's projector at the end of stage 1 "
       "and in eval mode (0: none).")
   knn_every: int = field(
-      0, "kNN monitor: every N steps of a contrastive stage (and at its end), the "
-      "top-1 of a weighted k-nearest-neighbour classifier of the test images' "
+      0, "kNN monitor: every N steps of a stage that trains the encoder (and at its "
+      "end), the "      "top-1 of a weighted k-nearest-neighbour classifier of the test images' "
       "L2-normalised encoder outputs against those of the (un-augmented) training "
       "images, to TensorBoard (knn/top_1), the progress line and results.json. "
       "0: off.")

@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import List
 
 import tensorflow as tf
 
@@ -164,6 +165,16 @@ def xla_holds_collectives(strategy: tf.distribute.Strategy) -> bool:
   if strategy.num_replicas_in_sync == 1 or isinstance(strategy, tf.distribute.TPUStrategy):
     return True
   return all("GPU" in d.upper() for d in strategy.extended.worker_devices)
+
+
+def worker_devices(strategy: tf.distribute.Strategy) -> List[str]:
+  """This worker's replica devices (the default strategy's: the one TensorFlow
+  places on, the first GPU if any, else the CPU)."""
+  try:
+    return list(strategy.extended.worker_devices)
+  except RuntimeError:  # the default strategy does not say
+    gpus = tf.config.list_logical_devices("GPU")
+    return [gpus[0].name if gpus else "/device:CPU:0"]
 
 
 def check_batch_divisible(batch_size: int, num_replicas: int, name: str) -> int:

@@ -161,11 +161,15 @@ def summarize(errors: Errors, clean_error: float,
   Returns:
     {"clean_error", "errors" (corruption -> 5 floats), "mean_errors",
     "mean_corruption_error"} and, with a baseline, "corruption_errors", "mce",
-    "relative_corruption_errors" and "relative_mce".
+    "relative_corruption_errors", "relative_mce" and "undefined" ({reason:
+    corruption} for a CE or relative CE the baseline leaves undefined: it is None,
+    and so is the mean over corruptions; it never happens with ImageNet-C's
+    AlexNet, but a baseline can be as good on a mild corruption as on clean images).
 
   Raises:
-    ValueError: a baseline without its clean error (or the reverse), or any
-      refusal of the functions above.
+    ValueError: a baseline without its clean error (or the reverse), or a
+      refusal of `corruption_errors` / `relative_corruption_errors` other than an
+      undefined ratio (different corruptions, bad values).
   """
   if (baseline_errors is None) != (baseline_clean_error is None):
     raise ValueError("a baseline needs both its corruption errors and its clean error")
@@ -178,13 +182,30 @@ def summarize(errors: Errors, clean_error: float,
   }
   if baseline_errors is None:
     return summary
-  ce = corruption_errors(model, baseline_errors)
-  relative = relative_corruption_errors(model, clean_error, baseline_errors,
-                                        baseline_clean_error)
+  model, baseline = _matched(model, baseline_errors)
+  _check_error(baseline_clean_error, "baseline clean error")
+  ce, relative, undefined = {}, {}, {}
+  for name in model:
+    one, base = {name: model[name]}, {name: baseline[name]}
+    try:
+      ce[name] = corruption_errors(one, base)[name]
+    except ValueError as e:
+      ce[name], undefined[name] = None, str(e)
+    try:
+      relative[name] = relative_corruption_errors(one, clean_error, base,
+                                                  baseline_clean_error)[name]
+    except ValueError as e:
+      relative[name] = None
+      undefined.setdefault(name, str(e))
+
+  def mean(values):
+    return None if None in values else sum(values) / len(values)
+
   summary.update({
       "corruption_errors": ce,
-      "mce": sum(ce.values()) / len(ce),
+      "mce": mean(list(ce.values())),
       "relative_corruption_errors": relative,
-      "relative_mce": sum(relative.values()) / len(relative),
+      "relative_mce": mean(list(relative.values())),
+      "undefined": undefined,
   })
   return summary

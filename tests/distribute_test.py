@@ -190,3 +190,10 @@ def test_xla_holds_collectives_with_one_replica_not_two_cpus(mirrored_2):
 
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__]))
+
+
+def test_worker_devices_of_the_default_and_a_mirrored_strategy():
+  assert distribute.worker_devices(tf.distribute.get_strategy()) == ["/device:CPU:0"]
+  strategy = testing.mirrored_cpu_strategy(2)
+  devices = distribute.worker_devices(strategy)
+  assert len(devices) == 2 and all("CPU" in d for d in devices)

@@ -213,3 +213,33 @@ def test_small_batch_study_variants_share_a_budget(path, monkeypatch):
   assert (cfg.loss.memory_size > 0) == ("queue" in name)
   assert (cfg.loss.momentum_encoder > 0) == ("momentum" in name)
   assert (cfg.data.samples_per_class > 0) == ("balanced" in name)
+
+
+_STUDY_PASSES = {"tuning": 6.0, "accuracy": 6.0, "stability": 3.0}
+
+
+@pytest.mark.parametrize("path", sorted(
+    p for study in _STUDY_PASSES
+    for p in glob.glob(os.path.join(_EXPERIMENTS_DIR, "study", study, "*.cfg"))))
+def test_evidence_study_variants_share_a_budget_of_images(path, monkeypatch):
+  """Every variant of the evidence study parses and validates; within a study every
+  method puts the same number of images through its encoder (passes over the
+  training set: views x epochs of each stage); tuning holds out a validation split,
+  the other studies evaluate on the test split; the file name's method is the one
+  the run records."""
+  from supcon_tf import results  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(testing.REPO_ROOT)
+  fv = flags.FlagValues()
+  flags_lib.define_flags(fv)
+  fv(["prog", f"--flagfile={path}", "--model_dir=unused"])
+  cfg = flags_lib.config_from_flags(fv)
+  study = os.path.basename(os.path.dirname(path))
+  passes = sum(s.epochs * (cfg.data.num_views if s.contrastive_loss_weight > 0 else 1)
+               for s in (cfg.stage_1, cfg.stage_2))
+  assert passes == _STUDY_PASSES[study]
+  split = (("train[:90%]", "train[90%:]") if study == "tuning" else ("train", "test"))
+  assert (cfg.data.train_split, cfg.data.eval_split) == split
+  method = results.method(cfg)
+  prefix = os.path.basename(path).split("_")[0]
+  assert method.startswith({"ce": "cross", "cross": "cross"}.get(prefix, prefix))
+  assert (method == "supcon_l_in") == ("l_in" in os.path.basename(path))

@@ -89,3 +89,23 @@ def test_refusals():
     mce.summarize(MODEL, 0.10, BASELINE)
   with pytest.raises(ValueError, match="needs both"):
     mce.summarize(MODEL, 0.10, baseline_clean_error=0.2)
+
+
+def test_summary_marks_what_a_baseline_leaves_undefined():
+  """A baseline as good on a corruption as on clean images (or perfect on it) leaves
+  that ratio undefined: None, named with the reason, and so is the mean; the other
+  corruptions keep their numbers."""
+  flat = {**BASELINE, "blur": [0.25] * 5}  # the baseline's clean error: no degradation
+  summary = mce.summarize(MODEL, 0.10, flat, 0.25)
+  assert summary["relative_corruption_errors"]["noise"] == pytest.approx(1.2)
+  assert summary["relative_corruption_errors"]["blur"] is None
+  assert summary["relative_mce"] is None
+  assert summary["corruption_errors"]["blur"] == pytest.approx(1.25 / 1.25)
+  assert summary["mce"] == pytest.approx((0.8 + 1.0) / 2)
+  assert list(summary["undefined"]) == ["blur"]
+  assert "no worse on 'blur'" in summary["undefined"]["blur"]
+  perfect = mce.summarize(MODEL, 0.10, {**BASELINE, "blur": [0.0] * 5}, 0.0)
+  assert perfect["mce"] is None and perfect["corruption_errors"]["noise"] == 0.8
+  assert "makes no error on 'blur'" in perfect["undefined"]["blur"]
+  assert json.loads(json.dumps(perfect)) == perfect
+  assert mce.summarize(MODEL, 0.10, BASELINE, 0.25)["undefined"] == {}

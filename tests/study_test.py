@@ -72,3 +72,22 @@ def test_bad_study_arguments_are_refused(tmp_path):
     result = subprocess.run([sys.executable, _SCRIPT] + args, capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+_EVIDENCE = os.path.join(testing.REPO_ROOT, "scripts", "evidence.py")
+
+
+def test_evidence_refuses_unknown_steps_and_waits_for_its_baseline(tmp_path):
+  bad = subprocess.run([sys.executable, _EVIDENCE, "--steps=tuning,bogus"],
+                       cwd=testing.REPO_ROOT, capture_output=True, text=True, timeout=60)
+  assert bad.returncode != 0 and "unknown step(s) bogus" in bad.stderr
+  # No accuracy run has finished: robustness has nothing to evaluate and says why.
+  runs, results = tmp_path / "runs", tmp_path / "results"
+  waiting = subprocess.run([sys.executable, _EVIDENCE, "--steps=robustness",
+                            f"--runs_dir={runs}", f"--results_dir={results}"],
+                           cwd=testing.REPO_ROOT, capture_output=True, text=True,
+                           timeout=120)
+  assert waiting.returncode == 0, waiting.stdout + waiting.stderr
+  for seed in (1, 2, 3):
+    assert f"no finished cross_entropy seed {seed}" in waiting.stdout
+  assert not os.path.exists(runs)  # nothing run, nothing created

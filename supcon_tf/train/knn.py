@@ -176,8 +176,8 @@ class EmbeddingReader:
 
 
 class KnnMonitor:
-  """Measures the kNN top-1 at the --knn_every steps of contrastive stages and
-  writes it (TensorBoard, results.json) on the chief."""
+  """Measures the kNN top-1 at the --knn_every steps of stages that train the
+  encoder and writes it (TensorBoard, results.json) on the chief."""
 
   def __init__(self, cfg: config_lib.Config, model, strategy, source, eval_view,
                options: pipeline.InputOptions, summaries, model_dir: str,
@@ -204,11 +204,11 @@ class KnnMonitor:
     self._reader_args = (model, strategy, cfg.runtime.eval_batch_size, eval_view,
                          options)
 
-  def due(self, contrastive: bool, step: int, end_step: int) -> bool:
-    """Whether a stage's step is a kNN step: every --knn_every steps of a
-    contrastive stage, and its last step."""
+  def due(self, encoder_trained: bool, step: int, end_step: int) -> bool:
+    """Whether a stage's step is a kNN step: every --knn_every steps of a stage
+    that trains the encoder (contrastive or cross-entropy), and its last step."""
     every = self.rt.knn_every
-    return bool(every) and contrastive and (step % every == 0 or step == end_step)
+    return bool(every) and encoder_trained and (step % every == 0 or step == end_step)
 
   def measure(self, step: int) -> Dict[str, float]:
     """The kNN top-1 of the current weights, recorded at `step` on the chief.

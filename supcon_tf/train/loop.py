@@ -269,7 +269,8 @@ class Trainer:
         raise Preempted(f"{self._stop.reason} at global step {step}: checkpoint saved "
                         f"in {self.model_dir}; rerun the same command to continue")
       last = values
-      knn = (self.knn.measure(step) if self.knn.due(plan.contrastive, step, plan.end_step)
+      knn = (self.knn.measure(step) if self.knn.due(plan.encoder_trained, step,
+                                                    plan.end_step)
              else None)
       if rt.log_steps and step % rt.log_steps and step != plan.end_step and not knn:
         continue
@@ -353,7 +354,7 @@ class Trainer:
       results.put(self.model_dir, "run", results.run_summary(
           self.cfg, self.source.name, result, results.hardware(
               type(self.strategy).__name__, self.num_replicas,
-              self.strategy.extended.worker_devices)))
+              distribute.worker_devices(self.strategy))))
     if self.cfg.runtime.mode == config_lib.Mode.EVAL and self.cfg.runtime.projector_examples:
       self.write_projector("eval")
     k = min(5, self.source.num_classes)

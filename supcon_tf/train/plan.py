@@ -22,6 +22,8 @@ class StagePlan:
   num_steps: int
   steps_per_epoch: int
   num_views: int
+  # Whether the stage's gradients reach the encoder (the kNN monitor runs there).
+  encoder_trained: bool = True
 
   @property
   def end_step(self) -> int:
@@ -131,7 +133,8 @@ def plan_stages(cfg: config_lib.Config, num_train_examples: int,
           f"--batch_size={cfg.runtime.batch_size} is larger than the "
           f"{num_train_examples} training examples")
     views = cfg.data.num_views if stage.contrastive_loss_weight > 0 else 1
-    plans.append(StagePlan(index, stage, first, steps, spe, views))
+    plans.append(StagePlan(index, stage, first, steps, spe, views, stage.trains_encoder(
+        cfg.model.stop_gradient_before_classification_head)))
     first += steps
   return plans
 
@@ -141,7 +144,8 @@ def chunk_length(plan: StagePlan, step: int, runtime: config_lib.RuntimeConfig,
   """Steps of the next call into the compiled loop: up to the next boundary.
 
   A chunk ends at --steps_per_loop steps, at a --checkpoint_steps,
-  --log_steps, --profile_steps or (in a contrastive stage) --knn_every boundary,
+  --log_steps, --profile_steps or (in a stage that trains the encoder) --knn_every
+  boundary,
   at `epoch_end` and at the end of the stage.
 
   Args:
@@ -167,7 +171,7 @@ def chunk_length(plan: StagePlan, step: int, runtime: config_lib.RuntimeConfig,
       chunk = min(chunk, boundary - step)
   if rt.log_steps:
     chunk = min(chunk, to_next(rt.log_steps))
-  if rt.knn_every and plan.contrastive:
+  if rt.knn_every and plan.encoder_trained:
     chunk = min(chunk, to_next(rt.knn_every))
   return chunk
 

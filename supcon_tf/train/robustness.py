@@ -138,8 +138,12 @@ def check(cfg: config_lib.Config, source) -> Tuple[Tuple[str, ...], Optional[dic
   return names, check_baseline(cfg, source.name, names)
 
 
+def _percent(value, width: int = 6) -> str:
+  return f"{'n/a':>{width}}" if value is None else f"{100 * value:{width}.1f}"
+
+
 def format_table(summary: dict) -> List[str]:
-  """The per-corruption lines and the means, in percent."""
+  """The per-corruption lines and the means, in percent (n/a: undefined)."""
   errors, lines = summary["errors"], []
   has_base = "corruption_errors" in summary
   lines.append(f"{'corruption':<20} " + " ".join(f"{'s' + str(s):>6}" for s in
@@ -149,14 +153,16 @@ def format_table(summary: dict) -> List[str]:
     line = (f"{name:<20} " + " ".join(f"{100 * e:6.2f}" for e in row)
             + f" {100 * summary['mean_errors'][name]:6.2f}")
     if has_base:
-      line += (f" {100 * summary['corruption_errors'][name]:6.1f}"
-               f" {100 * summary['relative_corruption_errors'][name]:6.1f}")
+      line += (f" {_percent(summary['corruption_errors'][name])}"
+               f" {_percent(summary['relative_corruption_errors'][name])}")
     lines.append(line)
   lines.append(f"clean error {100 * summary['clean_error']:.2f}%, mean corruption "
                f"error {100 * summary['mean_corruption_error']:.2f}%"
-               + (f", mCE {100 * summary['mce']:.1f}%, relative mCE "
-                  f"{100 * summary['relative_mce']:.1f}% (baseline "
+               + (f", mCE {_percent(summary['mce'], 0)}%, relative mCE "
+                  f"{_percent(summary['relative_mce'], 0)}% (baseline "
                   f"{summary['baseline_model_dir']})" if has_base else ""))
+  for name, reason in summary.get("undefined", {}).items():
+    lines.append(f"undefined for {name}: {reason}")
   return lines
 
 
@@ -198,9 +204,9 @@ def evaluate_robustness(trainer, cfg: config_lib.Config, source) -> dict:
   for line in format_table(summary):
     trainer.log(line)
   scalars = {"robustness/mean_corruption_error": summary["mean_corruption_error"]}
-  if baseline:
-    scalars.update({"robustness/mce": summary["mce"],
-                    "robustness/relative_mce": summary["relative_mce"]})
+  for key in ("mce", "relative_mce"):
+    if summary.get(key) is not None:  # (None: undefined, see mce.summarize)
+      scalars[f"robustness/{key}"] = summary[key]
   trainer.summaries.scalars("eval", scalars, clean["global_step"])
   if trainer.is_chief:
     results.put(cfg.runtime.model_dir, RESULTS_KEY, summary)

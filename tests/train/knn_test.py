@@ -193,3 +193,25 @@ def test_training_records_the_monitor_at_its_steps(tmp_path, capsys):
   for line, e in zip(lines, entries):
     assert line.endswith(f" | knn top-1 {100 * e['top_1']:.2f}%"), line
   assert "knn" not in lines[-1]
+
+
+def test_the_monitor_runs_in_a_cross_entropy_stage_that_trains_the_encoder(tmp_path):
+  """The cross-entropy baseline gets the same kNN measure as the contrastive methods:
+  a one-stage cross-entropy run through the encoder records it at its steps."""
+  model_dir = str(tmp_path)
+  cfg = common.tiny_config(model_dir, steps_per_loop=4, summary_images=0, knn_every=2,
+                           knn_k=7, knn_bank_size=20)
+  cfg = dataclasses.replace(
+      cfg, model=dataclasses.replace(cfg.model,
+                                     stop_gradient_before_classification_head=False),
+      stage_1=dataclasses.replace(cfg.stage_1, contrastive_loss_weight=0.0,
+                                  cross_entropy_loss_weight=1.0),
+      stage_2=dataclasses.replace(cfg.stage_2, epochs=0.0, steps=0))
+  trainer = train.Trainer(cfg, tf.distribute.get_strategy(), common.source(), model_dir)
+  assert trainer.stages[0].encoder_trained and trainer.stages[1].num_steps == 0
+  trainer.train()
+  trainer.close()
+  with open(os.path.join(model_dir, "results.json")) as f:
+    entries = json.load(f)["knn"]
+  assert [e["global_step"] for e in entries] == [2, 4, 5]
+  assert all(0.0 <= e["top_1"] <= 1.0 for e in entries)
