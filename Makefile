@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup venv data demo demo-ce test test-all benchmark benchmark-input benchmark-peer clean
+.PHONY: setup venv data demo demo-ce evidence test test-all benchmark benchmark-input benchmark-peer clean
 
 setup: venv data
 
@@ -29,6 +29,10 @@ demo: setup
 
 demo-ce: setup
 	$(PY) -m supcon_tf.run --flagfile=experiments/fashion_mnist_ce.cfg
+
+# The evidence study (hours on a 2-core CPU; stop and rerun at will: it resumes).
+evidence: setup
+	$(PY) scripts/evidence.py
 
 # The default suite (what CI runs). Slow tests are marked and left to test-all.
 test: setup
