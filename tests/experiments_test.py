@@ -240,6 +240,6 @@ def test_evidence_study_variants_share_a_budget_of_images(path, monkeypatch):
   split = (("train[:90%]", "train[90%:]") if study == "tuning" else ("train", "test"))
   assert (cfg.data.train_split, cfg.data.eval_split) == split
   method = results.method(cfg)
-  prefix = os.path.basename(path).split("_")[0]
+  prefix = os.path.splitext(os.path.basename(path))[0].split("_")[0]
   assert method.startswith({"ce": "cross", "cross": "cross"}.get(prefix, prefix))
   assert (method == "supcon_l_in") == ("l_in" in os.path.basename(path))
