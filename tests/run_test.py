@@ -176,4 +176,6 @@ def test_overwrite_starts_over(trained, tmp_path):
   assert config["stage_1"]["steps"] == 3 and config["stage_2"]["epochs"] == 0
   assert sorted(os.listdir(m)) == ["checkpoint", "ckpt-3.data-00000-of-00001",
                                    "ckpt-3.index", "classes.json", "config.json",
-                                   "notes.txt", "train"]
+                                   "notes.txt", "results.json", "train"]
+  # results.json is the new run's: its training time only, no evaluation of the old.
+  assert set(json.loads((m / "results.json").read_text())) == {"training"}
