@@ -144,14 +144,12 @@ def run(cfg: config_lib.Config, verbose: bool = True):
         raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to export")
       trainer.restore()
       result = trainer.export()
-    if rt.mode in (config_lib.Mode.EVAL, config_lib.Mode.TRAIN_THEN_EVAL):
+    if rt.mode in (config_lib.Mode.EVAL, config_lib.Mode.TRAIN_THEN_EVAL,
+                   config_lib.Mode.EVAL_ROBUSTNESS):
       if trainer.latest_checkpoint() is None:
         raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
-      result = trainer.evaluate()
-    if rt.mode == config_lib.Mode.EVAL_ROBUSTNESS:
-      if trainer.latest_checkpoint() is None:
-        raise config_lib.ConfigError(f"no checkpoint in {rt.model_dir!r} to evaluate")
-      result = robustness.evaluate_robustness(trainer, cfg, source)
+      result = (robustness.evaluate_robustness(trainer, cfg, source)
+                if rt.mode == config_lib.Mode.EVAL_ROBUSTNESS else trainer.evaluate())
     return result
   finally:
     trainer.close()

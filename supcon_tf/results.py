@@ -68,6 +68,11 @@ def entries(model_dir: str, kind: str) -> List[dict]:
   return list(read(model_dir).get(kind, []))
 
 
+def _write(model_dir: str, results: dict) -> dict:
+  atomic.write_text_atomic(path(model_dir), json.dumps(results, indent=2) + "\n")
+  return results
+
+
 def record(model_dir: str, kind: str, entry: dict) -> dict:
   """Adds `entry` to the `kind` list of results.json, written atomically.
 
@@ -94,8 +99,7 @@ def record(model_dir: str, kind: str, entry: dict) -> dict:
   step = int(entry[STEP_KEY])
   kept = [e for e in old if int(e.get(STEP_KEY, -1)) != step]
   results[kind] = sorted(kept + [dict(entry)], key=lambda e: int(e.get(STEP_KEY, -1)))
-  atomic.write_text_atomic(path(model_dir), json.dumps(results, indent=2) + "\n")
-  return results
+  return _write(model_dir, results)
 
 
 def put(model_dir: str, key: str, value: dict) -> dict:
@@ -106,8 +110,7 @@ def put(model_dir: str, key: str, value: dict) -> dict:
   """
   results = read(model_dir)
   results[key] = value
-  atomic.write_text_atomic(path(model_dir), json.dumps(results, indent=2) + "\n")
-  return results
+  return _write(model_dir, results)
 
 
 class TrainingClock:

@@ -76,16 +76,9 @@ def method_of(cfg: config_lib.Config) -> str:
     cfg: the run's config.
 
   Returns:
-    "cross_entropy" when stage 1 has no contrastive loss, else "simclr" without
-    labels, "supcon_l_in" with the summation inside the log (Eq. 3), "supcon".
+    `results.method`'s name (what the run itself records in results.json).
   """
-  if cfg.stage_1.contrastive_loss_weight == 0:
-    return CROSS_ENTROPY
-  if not cfg.loss.use_labels:
-    return SIMCLR
-  if cfg.loss.summation_location == config_lib.SummationLocation.INSIDE:
-    return SUPCON_L_IN
-  return SUPCON
+  return results_lib.method(cfg)
 
 
 def _config(model_dir: str, stored: Optional[dict]) -> Optional[config_lib.Config]:
