@@ -234,6 +234,41 @@ def test_mean_curve_averages_over_the_common_steps():
   assert steps.tolist() == [0, 2] and mean.tolist() == [1.0, 2.0]
 
 
+def _run_with(cfg, total_steps):
+  return data.Run(model_dir="", method="", seed=1, top_1=0.5, top_5=None,
+                  global_step=None, dataset="", config=json.loads(cfg.to_json()),
+                  results={"training": {"global_step": total_steps}})
+
+
+def test_steps_map_to_passes_through_the_encoder_per_stage():
+  two_stage = config_lib.Config(
+      stage_1=config_lib.StageConfig(epochs=2.5, contrastive_loss_weight=1.0),
+      stage_2=config_lib.StageConfig(epochs=1.0, contrastive_loss_weight=0.0,
+                                     cross_entropy_loss_weight=1.0))
+  mapping = data.encoder_passes(_run_with(two_stage, 700))  # 200 steps per epoch
+  assert mapping == (200.0, 500, 2.0, 1.0)
+  # 2 views per image in stage 1 (5 passes in 2.5 epochs), 1 in the linear stage.
+  np.testing.assert_allclose(data.to_passes([0, 250, 500, 600, 700], mapping),
+                             [0.0, 2.5, 5.0, 5.5, 6.0])
+  one_stage = config_lib.Config(
+      stage_1=config_lib.StageConfig(epochs=6.0, contrastive_loss_weight=0.0,
+                                     cross_entropy_loss_weight=1.0),
+      stage_2=config_lib.StageConfig(epochs=0.0))
+  np.testing.assert_allclose(
+      data.to_passes([1200], data.encoder_passes(_run_with(one_stage, 1200))), [6.0])
+  in_steps = config_lib.Config(stage_1=config_lib.StageConfig(steps=4))
+  assert data.encoder_passes(_run_with(in_steps, 4)) is None
+  assert data.encoder_passes(_run_with(two_stage, None)) is None
+
+
+def test_curves_break_where_the_stage_changes():
+  x, y = plots._break_at(np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 2, 3, 4]), 1.0)
+  assert x.tolist() == [0.0, 1.0, 1.0, 2.0, 3.0]
+  assert np.isnan(y[2]) and y[[0, 1, 3, 4]].tolist() == [1.0, 2, 3, 4]
+  x, y = plots._break_at(np.array([0.0, 1.0]), np.array([1.0, 2.0]), 5.0)
+  assert x.tolist() == [0.0, 1.0] and not np.isnan(y).any()
+
+
 class _Encoder(tf.Module):
   """A stand-in export: images -> their 4 column means (a fixed linear map)."""
 

@@ -211,6 +211,42 @@ def training_series(run: Run) -> Dict[str, Series]:
   return out
 
 
+def encoder_passes(run: Run) -> Optional[Tuple[float, float, float, float]]:
+  """How a run's global steps map to passes of the training set through its encoder.
+
+  The study's budget is counted in these passes (each view of an image is one), so
+  methods with different batches and stage lengths line up on this axis.
+
+  Args:
+    run: the run (config.json's stage lengths in epochs, the final global step from
+      results.json's "training" or "run" record).
+
+  Returns:
+    (steps_per_epoch, stage-1 steps, stage-1 views, stage-2 views), or None when a
+    stage is given in steps or the final step is unknown (plot against the step).
+  """
+  stages = [run.config.get(k) or {} for k in ("stage_1", "stage_2")]
+  if any(s.get("steps", 0) > 0 for s in stages):
+    return None
+  epochs = [float(s.get("epochs", 0.0)) for s in stages]
+  training = run.results.get("training") or {}
+  total = training.get("global_step") or run.global_step
+  if not total or sum(epochs) <= 0:
+    return None
+  per_epoch = total / sum(epochs)
+  views = [int((run.config.get("data") or {}).get("num_views", 2))
+           if s.get("contrastive_loss_weight", 0.0) > 0 else 1 for s in stages]
+  return per_epoch, round(epochs[0] * per_epoch), float(views[0]), float(views[1])
+
+
+def to_passes(steps: np.ndarray, mapping: Tuple[float, float, float, float]) -> np.ndarray:
+  """Global steps -> passes through the encoder (see `encoder_passes`)."""
+  per_epoch, first, views_1, views_2 = mapping
+  steps = np.asarray(steps, np.float64)
+  return (views_1 * np.minimum(steps, first)
+          + views_2 * np.maximum(steps - first, 0.0)) / per_epoch
+
+
 # ------------------------------------------------------------------ embeddings
 def write_embeddings(model_dir: str, embeddings: np.ndarray, labels: np.ndarray) -> str:
   """Writes `<model_dir>/embeddings.npz`, the t-SNE's input.

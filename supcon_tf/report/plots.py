@@ -65,13 +65,24 @@ def mean_curve(series: Sequence[data.Series]) -> data.Series:
   return grid, np.mean([np.interp(grid, s, v) for s, v in series], axis=0)
 
 
+def _break_at(x: np.ndarray, y: np.ndarray, boundary: float) -> data.Series:
+  """(x, y) with a gap (NaN) where x crosses `boundary`, when points lie on both sides."""
+  after = np.searchsorted(x, boundary, side="right")
+  if 0 < after < len(x):
+    x = np.insert(np.asarray(x, np.float64), after, boundary)
+    y = np.insert(np.asarray(y, np.float64), after, np.nan)
+  return x, y
+
+
 def training_curves(runs: Sequence[data.Run], path: str,
                     palette: Optional[Dict[str, str]] = None) -> str:
   """training_curves.png: per method, the training loss and the accuracies.
 
-  Left: loss/total against the global step. Right: the kNN monitor's top-1
-  (solid) and the training batches' accuracy (dashed). One line per method, the
-  mean over its runs that have the curve.
+  Left: loss/total. Right: the kNN monitor's top-1 (solid) and the training
+  batches' accuracy (dashed). One line per method, the mean over its runs that have
+  the curve, broken where stage 2 starts. The x axis is the passes of the training
+  set through the encoder (the study's budget: methods with other batches and stage
+  lengths line up) when every run's stages are given in epochs, else the global step.
 
   Raises:
     MissingData: no run has training summaries or kNN results.
@@ -82,20 +93,29 @@ def training_curves(runs: Sequence[data.Run], path: str,
   if not any(c for found in curves.values() for c in found):
     raise data.MissingData("no run has training summaries (<model_dir>/train event "
                            "files) or kNN results")
+  mappings = {m: [data.encoder_passes(r) for r in group]
+              for m, group in data.by_method(runs).items()}
+  in_passes = all(all(found) for found in mappings.values())
   fig, (loss_ax, acc_ax) = _figure(10, 3.6, 2)
   for method, found in curves.items():
     for ax, key, style, scale in ((loss_ax, data.LOSS, "-", 1.0),
                                   (acc_ax, data.KNN_TOP_1, "-", 100.0),
                                   (acc_ax, data.TRAIN_ACCURACY, "--", 100.0)):
-      series = [c[key] for c in found if key in c]
+      series = [(data.to_passes(c[key][0], mapping) if in_passes else c[key][0],
+                 c[key][1]) for c, mapping in zip(found, mappings[method]) if key in c]
       if not series:
         continue
       steps, mean = mean_curve(series)
+      if in_passes:
+        steps, mean = _break_at(steps, mean, data.to_passes(mappings[method][0][1],
+                                                            mappings[method][0]))
       name = {data.LOSS: "", data.KNN_TOP_1: " kNN", data.TRAIN_ACCURACY: " train"}[key]
       ax.plot(steps, scale * mean, style, color=palette[method], linewidth=1.2,
               label=_label(method + name, len(series)))
-  loss_ax.set(xlabel="global step", ylabel="loss/total", title="training loss")
-  acc_ax.set(xlabel="global step", ylabel="accuracy (%)",
+  xlabel = ("images through the encoder (passes over the training set)" if in_passes
+            else "global step")
+  loss_ax.set(xlabel=xlabel, ylabel="loss/total", title="training loss")
+  acc_ax.set(xlabel=xlabel, ylabel="accuracy (%)",
              title="kNN top-1 (solid), train accuracy (dashed)")
   for ax in (loss_ax, acc_ax):
     ax.grid(alpha=0.3)
