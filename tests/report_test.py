@@ -7,6 +7,8 @@ without eval_results.json is skipped; runs of several hyperparameters for the
 stability plot. The t-SNE's other source, an exported encoder, is checked on its own.
 """
 
+import copy
+import dataclasses
 import json
 import os
 import statistics
@@ -62,9 +64,10 @@ def _simple_value_events(directory, tag, values):
       w.write(tf.compat.v1.Event(step=step, summary=summary).SerializeToString())
 
 
-def _fake_run(model_dir, method, seed, top_1=None):
+def _fake_run(model_dir, method, seed, top_1=None, **data_fields):
   top_1 = _TOP_1[(method, seed)] if top_1 is None else top_1
-  _write(os.path.join(model_dir, "config.json"), _config(method, seed).to_json())
+  _write(os.path.join(model_dir, "config.json"),
+         _config(method, seed, **data_fields).to_json())
   _write(os.path.join(model_dir, "eval_results.json"),
          {"top_1": top_1, "top_5": top_1 + 0.05, "num_examples": 100,
           "seconds": 1.0, "global_step": 4})
@@ -103,11 +106,17 @@ def _study(root):
                             labels)
   _write(str(root / data.SUPCON / "seed_3" / "config.json"),
          _config(data.SUPCON, 3).to_json())  # unfinished
-  for i, (method, top_1) in enumerate([(data.SUPCON, 0.9), (data.SUPCON, 0.8),
-                                       (data.SUPCON, 0.85), (data.CROSS_ENTROPY, 0.7),
-                                       (data.CROSS_ENTROPY, 0.88)]):
-    _fake_run(str(root / "hparams" / f"h{i}"), method, 1, top_1)
+  # Hyperparameter runs: per method a reference setting and one change per axis.
+  for i, (method, top_1, change) in enumerate(_HPARAMS):
+    _fake_run(str(root / "hparams" / f"h{i}"), method, 1, top_1, **change)
   return root
+
+
+_RANDAUGMENT = {"augmentation_type": config_lib.AugmentationType.RANDAUGMENT}
+_NO_FLIP = {"flip": False}
+_HPARAMS = [(data.SUPCON, 0.9, {}), (data.SUPCON, 0.8, _RANDAUGMENT),
+            (data.SUPCON, 0.85, _NO_FLIP), (data.CROSS_ENTROPY, 0.7, {}),
+            (data.CROSS_ENTROPY, 0.88, _NO_FLIP), (data.CROSS_ENTROPY, 0.8, _RANDAUGMENT)]
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +163,15 @@ def test_the_report_draws_every_figure_and_tabulates(study, tmp_path, capsys):
       f"{delta:+.2f} | {_stats([1.1 - t for t in supcon])} | {_stats([0.9, 1.0])} |")
   assert lines["cross_entropy"].startswith(f"| cross_entropy | 2 | {_stats(ce)} |")
   assert "relative mCE" not in table  # no run has it
+  # Stability: per axis the reference and the change, then all settings.
+  stability = table.split("## Stability")[1]
+  for row in ("| augmentation_type | supcon | 2 | 85.00 | 80.00 | 90.00 | 10.00 |",
+              "| augmentation_type | cross_entropy | 2 | 75.00 | 70.00 | 80.00 | 10.00 |",
+              "| flip | supcon | 2 | 87.50 | 85.00 | 90.00 | 5.00 |",
+              "| flip | cross_entropy | 2 | 79.00 | 70.00 | 88.00 | 18.00 |",
+              "| all settings | supcon | 3 | 85.00 | 80.00 | 90.00 | 10.00 |",
+              "| all settings | cross_entropy | 3 | 79.33 | 70.00 | 88.00 | 18.00 |"):
+    assert row in stability, (row, stability)
 
 
 def test_figures_without_their_data_are_skipped_with_a_line(study, tmp_path, capsys):
@@ -226,6 +244,27 @@ def test_scalars_are_read_in_both_forms_the_last_write_of_a_step_kept(tmp_path):
   with open(path, "rb+") as f:  # a run killed while writing its last event
     f.truncate(os.path.getsize(path) - 3)
   assert events.read_scalars(str(tmp_path / "old"))["loss/total"][1].tolist() == [3.0, 2.0]
+
+
+def test_stability_axes_are_the_fields_a_run_changes_from_its_method_reference(study):
+  runs, _ = data.read_runs(data.expand(f"{study}/hparams/*"))
+  axes = data.stability_axes(runs)
+  names = {a: {m: sorted(os.path.basename(r.model_dir) for r in g)
+               for m, g in groups.items()} for a, groups in axes.items()}
+  assert names == {
+      "augmentation_type": {data.SUPCON: ["h0", "h1"], data.CROSS_ENTROPY: ["h3", "h5"]},
+      "flip": {data.SUPCON: ["h0", "h2"], data.CROSS_ENTROPY: ["h3", "h4"]}}
+  assert list(axes) == ["augmentation_type", "flip"]
+  # Seeds are not settings; runs that all agree have no axis.
+  same = [dataclasses.replace(runs[0], seed=s, config={
+      **runs[0].config, "data": {**runs[0].config["data"], "seed": s}}) for s in (1, 2)]
+  assert data.stability_axes(same) == {}
+  # A run changing two fields is on their joint axis; stage 2's fields keep their name.
+  two = copy.deepcopy(runs[0].config)
+  two["stage_1"]["optimizer"], two["stage_2"]["epochs"] = "lars", 3.0
+  axes = data.stability_axes([runs[0], dataclasses.replace(runs[0], config=two),
+                              runs[0]])
+  assert list(axes) == ["optimizer + stage_2.epochs"]
 
 
 def test_mean_curve_averages_over_the_common_steps():

@@ -104,6 +104,8 @@ def report(argv) -> None:
       continue
     print(f"wrote {path} ({os.path.getsize(path) // 1024} KiB)")
   table = summary.markdown_table(runs, FLAGS.baseline_method)
+  if stable:
+    table += "\n\n## Stability\n\n" + summary.stability_table(stable)
   print(table)
   path = os.path.join(out, SUMMARY_FILE)
   with open(path, "w") as f:

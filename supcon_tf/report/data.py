@@ -11,8 +11,10 @@ run's exported encoder.
 No TensorFlow at import: only embedding with an export loads it.
 """
 
+import collections
 import dataclasses
 import glob
+import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -177,6 +179,67 @@ def methods(runs: Sequence[Run]) -> List[str]:
 def by_method(runs: Sequence[Run]) -> Dict[str, List[Run]]:
   """{method: its runs}, methods ordered as `methods`."""
   return {m: [r for r in runs if r.method == m] for m in methods(runs)}
+
+
+# ------------------------------------------------------------------ stability
+# The config fields that make a hyperparameter setting (not where a run lives).
+_SETTING_SECTIONS = ("data", "loss", "model", "stage_1", "stage_2")
+_NOT_SETTINGS = ("data.seed",)
+
+
+def _settings(run: Run) -> Dict[str, str]:
+  """A run's hyperparameters: {"section.field": JSON of its value} (+ the batch)."""
+  found = {}
+  for section in _SETTING_SECTIONS:
+    for key, value in (run.config.get(section) or {}).items():
+      found[f"{section}.{key}"] = json.dumps(value, sort_keys=True)
+  found["runtime.batch_size"] = json.dumps((run.config.get("runtime") or {})
+                                           .get("batch_size"))
+  for key in _NOT_SETTINGS:
+    found.pop(key, None)
+  return found
+
+
+def _axis_name(keys: Sequence[str]) -> str:
+  """"stage_1.optimizer" -> "optimizer"; stage 2's fields keep their section."""
+  return " + ".join(k if k.startswith("stage_2.") else k.split(".", 1)[1]
+                    for k in sorted(keys))
+
+
+def stability_axes(runs: Sequence[Run]) -> Dict[str, Dict[str, List[Run]]]:
+  """The hyperparameter axes a set of runs varies, as the paper's stability figure
+  groups them.
+
+  Per method, a run's setting is compared with the most common value of each
+  hyperparameter among that method's runs (the reference); the fields where it
+  differs name its axis. The reference run (no difference) belongs to every axis.
+
+  Args:
+    runs: the finished runs of the stability study.
+
+  Returns:
+    {axis: {method: its runs on the axis}} in axis-name order; {} when no run
+    differs from its method's reference.
+  """
+  axes: Dict[str, Dict[str, List[Run]]] = {}
+  references: Dict[str, List[Run]] = {}
+  for method, group in by_method(runs).items():
+    settings = [_settings(r) for r in group]
+    keys = sorted(set().union(*settings))
+    common = {k: collections.Counter(s.get(k) for s in settings).most_common(1)[0][0]
+              for k in keys}
+    references[method] = []
+    for run, setting in zip(group, settings):
+      differs = [k for k in keys if setting.get(k) != common[k]]
+      if differs:
+        axes.setdefault(_axis_name(differs), {}).setdefault(method, []).append(run)
+      else:
+        references[method].append(run)
+  for axis in axes.values():
+    for method, reference in references.items():
+      axis.setdefault(method, [])[:0] = reference
+  return {name: {m: axis[m] for m in methods(runs) if axis.get(m)}
+          for name, axis in sorted(axes.items())}
 
 
 # ------------------------------------------------------------------ curves

@@ -181,19 +181,8 @@ def corruption_curve(runs: Sequence[data.Run], path: str,
   return _save(fig, path)
 
 
-def stability(runs: Sequence[data.Run], path: str,
-              palette: Optional[Dict[str, str]] = None) -> str:
-  """stability.png: per method, a box plot of the top-1 of its runs (each a
-  hyperparameter setting), every run drawn as a point.
-
-  Raises:
-    MissingData: no runs (no --stability_model_dirs given).
-  """
-  if not runs:
-    raise data.MissingData("no --stability_model_dirs given")
-  palette = palette or colors(runs)
-  groups = data.by_method(runs)
-  fig, (ax,) = _figure(1.5 + 1.2 * len(groups), 3.6)
+def _boxes(ax, groups: Dict[str, List[data.Run]], palette: Dict[str, str]) -> None:
+  """One box per method of its runs' top-1, every run drawn as a point."""
   values = [[100 * r.top_1 for r in group] for group in groups.values()]
   ax.boxplot(values, positions=range(len(values)), widths=0.5, showfliers=False,
              medianprops={"color": "black"})
@@ -203,8 +192,37 @@ def stability(runs: Sequence[data.Run], path: str,
                color=palette[method], zorder=3)
   ax.set_xticks(range(len(groups)),
                 [f"{m}\nn={len(v)}" for m, v in zip(groups, values)], fontsize=8)
-  ax.set(ylabel="test top-1 (%)", title="top-1 across hyperparameters")
   ax.grid(axis="y", alpha=0.3)
+
+
+def stability(runs: Sequence[data.Run], path: str,
+              palette: Optional[Dict[str, str]] = None) -> str:
+  """stability.png: per method, box plots of the top-1 of its runs (each a
+  hyperparameter setting), every run drawn as a point.
+
+  As in the paper's stability figure, one panel per hyperparameter the runs vary
+  (`data.stability_axes`: augmentation, optimizer, learning rate, ...), the reference
+  setting counted in each, and a last panel with all the runs.
+
+  Raises:
+    MissingData: no runs (no --stability_model_dirs given).
+  """
+  if not runs:
+    raise data.MissingData("no --stability_model_dirs given")
+  palette = palette or colors(runs)
+  panels = list(data.stability_axes(runs).items()) + [("all settings",
+                                                        data.by_method(runs))]
+  width = sum(0.6 + 0.9 * len(groups) for _, groups in panels)
+  fig, axes = _figure(max(width, 3.5), 3.6, len(panels))
+  for ax, (name, groups) in zip(axes, panels):
+    _boxes(ax, groups, palette)
+    ax.set_title(name, fontsize=9)
+  low, high = (100 * f(r.top_1 for r in runs) for f in (min, max))
+  margin = max(0.5, 0.08 * (high - low))
+  for ax in axes:  # one scale, so the panels' spreads compare
+    ax.set_ylim(low - margin, high + margin)
+  axes[0].set_ylabel("test top-1 (%)")
+  fig.suptitle("top-1 across hyperparameters", fontsize=10)
   return _save(fig, path)
 
 

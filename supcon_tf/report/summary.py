@@ -107,3 +107,28 @@ def markdown_table(runs: Sequence[data.Run], baseline_method: str) -> str:
     cells += [_percent(row[key]) for key, _ in optional]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def stability_table(runs: Sequence[data.Run]) -> str:
+  """The stability study as a table: per hyperparameter axis the runs vary
+  (`data.stability_axes`, the reference setting counted in each) and over all the
+  runs, per method: the settings, the mean, lowest and highest top-1 (%) and the
+  spread, highest minus lowest (points).
+
+  Args:
+    runs: the finished runs of the stability study.
+
+  Returns:
+    The table's lines, joined.
+  """
+  panels = list(data.stability_axes(runs).items()) + [("all settings",
+                                                        data.by_method(runs))]
+  lines = ["| hyperparameter | method | settings | mean top-1 (%) | lowest (%) | "
+           "highest (%) | spread (pts) |", "|" + "---|" * 7]
+  for axis, groups in panels:
+    for method, group in groups.items():
+      top_1 = [100 * r.top_1 for r in group]
+      lines.append(f"| {axis} | {method} | {len(top_1)} | {statistics.mean(top_1):.2f} "
+                   f"| {min(top_1):.2f} | {max(top_1):.2f} | "
+                   f"{max(top_1) - min(top_1):.2f} |")
+  return "\n".join(lines)
