@@ -87,7 +87,7 @@ def robustness(args) -> int:
       cmd = [args.python, "-m", "supcon_tf.run", "--mode=eval_robustness",
              f"--model_dir={model_dir}"] + ([f"--baseline_model_dir={baseline}"]
                                             if baseline else [])
-      code = study.run_command(cmd, model_dir)
+      code = study.run_command(cmd, model_dir, count_wall=False)
       if code != 0:
         print(f"evidence: {model_dir} robustness failed (exit {code})", flush=True)
         failed += 1

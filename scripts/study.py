@@ -127,13 +127,25 @@ def run_one(args, flagfile, seed, model_dir):
   return run_command(command(args, flagfile, seed, model_dir), model_dir)
 
 
-def run_command(cmd, model_dir):
-  """Runs `cmd` from the repository, its wall time added to model_dir's; returns its
-  exit code. Ctrl-C or SIGTERM (see `_interrupt`) is forwarded as SIGTERM."""
+def run_command(cmd, model_dir, count_wall=True):
+  """Runs `cmd` from the repository; returns its exit code. Ctrl-C or SIGTERM (see
+  `_interrupt`) is forwarded as SIGTERM.
+
+  Args:
+    cmd: the command.
+    model_dir: the run it works on.
+    count_wall: add its wall time to the run's (False for work on a finished run,
+      e.g. a robustness evaluation, which is not the run's cost).
+  """
   print(f"study: {' '.join(cmd)}", flush=True)
   before = _wall(model_dir)
   start = time.time()
   proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+
+  def record():
+    if count_wall and os.path.isdir(model_dir):
+      _write_json(os.path.join(model_dir, WALL_FILE),
+                  {"seconds": before + time.time() - start})
 
   try:
     while proc.poll() is None:
@@ -141,15 +153,13 @@ def run_command(cmd, model_dir):
         proc.wait(timeout=30)
       except subprocess.TimeoutExpired:
         pass
-      if os.path.isdir(model_dir):
-        _write_json(os.path.join(model_dir, WALL_FILE),
-                    {"seconds": before + time.time() - start})
+      record()
   except KeyboardInterrupt:
     proc.send_signal(signal.SIGTERM)
     proc.wait()
-    if os.path.isdir(model_dir):
-      _write_json(os.path.join(model_dir, WALL_FILE), {"seconds": before + time.time() - start})
+    record()
     raise
+  record()  # the time since the last 30 s check
   return proc.returncode
 
 

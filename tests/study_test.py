@@ -91,3 +91,23 @@ def test_evidence_refuses_unknown_steps_and_waits_for_its_baseline(tmp_path):
   for seed in (1, 2, 3):
     assert f"no finished cross_entropy seed {seed}" in waiting.stdout
   assert not os.path.exists(runs)  # nothing run, nothing created
+
+
+def test_robustness_evaluations_do_not_count_in_a_runs_wall_time(tmp_path):
+  # A finished cross-entropy run (its evaluation recorded) and its study wall time.
+  runs, results = tmp_path / "runs", tmp_path / "results"
+  model_dir = runs / "accuracy" / "cross_entropy" / "seed_1"
+  model_dir.mkdir(parents=True)
+  (model_dir / "eval_results.json").write_text(json.dumps({"top_1": 0.9}))
+  wall = model_dir / "study_wall_seconds.json"
+  wall.write_text(json.dumps({"seconds": 100.0}))
+  # --python=/bin/true stands in for the evaluation: it succeeds at once.
+  done = subprocess.run([sys.executable, _EVIDENCE, "--steps=robustness",
+                         f"--runs_dir={runs}", f"--results_dir={results}",
+                         "--python=/bin/true"], cwd=testing.REPO_ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stdout + done.stderr
+  assert f"--mode=eval_robustness --model_dir={model_dir}" in done.stdout
+  assert json.loads(wall.read_text()) == {"seconds": 100.0}
+  table = json.loads((results / "accuracy.json").read_text())
+  assert [r["wall_seconds"] for r in table["runs"]] == [100.0]
