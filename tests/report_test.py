@@ -163,6 +163,14 @@ def test_the_report_draws_every_figure_and_tabulates(study, tmp_path, capsys):
       f"{delta:+.2f} | {_stats([1.1 - t for t in supcon])} | {_stats([0.9, 1.0])} |")
   assert lines["cross_entropy"].startswith(f"| cross_entropy | 2 | {_stats(ce)} |")
   assert "relative mCE" not in table  # no run has it
+  # Corruptions: per corruption the mean over severities (clean + 0.06 (i + 1)),
+  # then mean ± std over the seeds.
+  corruptions = table.split("## Corruptions")[1].split("## Stability")[0]
+  for i, name in enumerate(_CORRUPTIONS):
+    assert (f"| {name} | {_stats([1 - t + 0.06 * (i + 1) for t in supcon])} | "
+            f"{_stats([1 - t + 0.06 * (i + 1) for t in ce])} |") in corruptions
+  assert f"| clean | {_stats([1 - t for t in supcon])} | {_stats([1 - t for t in ce])} |" \
+      in corruptions
   # Stability: per axis the reference and the change, then all settings.
   stability = table.split("## Stability")[1]
   for row in ("| augmentation_type | supcon | 2 | 85.00 | 80.00 | 90.00 | 10.00 |",

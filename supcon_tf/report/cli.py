@@ -104,6 +104,9 @@ def report(argv) -> None:
       continue
     print(f"wrote {path} ({os.path.getsize(path) // 1024} KiB)")
   table = summary.markdown_table(runs, FLAGS.baseline_method)
+  corruptions = summary.corruption_table(runs)
+  if corruptions:
+    table += "\n\n## Corruptions: top-1 error (%), mean over severities 1-5\n\n" + corruptions
   if stable:
     table += "\n\n## Stability\n\n" + summary.stability_table(stable)
   print(table)

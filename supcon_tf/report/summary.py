@@ -132,3 +132,38 @@ def stability_table(runs: Sequence[data.Run]) -> str:
                    f"| {min(top_1):.2f} | {max(top_1):.2f} | "
                    f"{max(top_1) - min(top_1):.2f} |")
   return "\n".join(lines)
+
+
+def corruption_table(runs: Sequence[data.Run]) -> Optional[str]:
+  """Per corruption, each method's top-1 error (%): the mean over severities 1-5,
+  then over the method's runs that evaluated it (± std over those runs when more
+  than one). The first row is the clean error, the last the mean over corruptions.
+
+  Args:
+    runs: the finished runs (those with results.json's "robustness" count).
+
+  Returns:
+    The table's lines, joined, or None when no run has per-corruption errors.
+  """
+  robust = {m: [r.robustness for r in g if r.robustness and r.robustness.get("errors")]
+            for m, g in data.by_method(runs).items()}
+  robust = {m: found for m, found in robust.items() if found}
+  if not robust:
+    return None
+  names = list(dict.fromkeys(c for found in robust.values() for x in found
+                             for c in x["errors"]))
+
+  def cell(values):
+    return _percent(mean_std(values))
+
+  lines = ["| corruption | " + " | ".join(robust) + " |", "|" + "---|" * (len(robust) + 1),
+           "| clean | " + " | ".join(cell([x.get("clean_error") for x in found])
+                                     for found in robust.values()) + " |"]
+  for name in names:
+    lines.append(f"| {name} | " + " | ".join(
+        cell([float(np.mean(x["errors"][name])) if x["errors"].get(name) else None
+              for x in found]) for found in robust.values()) + " |")
+  lines.append("| mean over corruptions | " + " | ".join(
+      cell([x.get("mean_corruption_error") for x in found])
+      for found in robust.values()) + " |")
+  return "\n".join(lines)
