@@ -41,7 +41,8 @@ def test_every_experiment_dry_runs(path, monkeypatch, tmp_path):
 
 def test_dry_run_flops_of_resnet50_at_224():
   cfg = config_lib.Config(model=config_lib.ModelConfig(resnet_depth=50),
-                          data=config_lib.DataConfig(dataset="imagenet2012", image_size=224),
+                          data=config_lib.DataConfig(dataset="imagenet2012", image_size=224,
+                                                     eval_split="validation"),
                           runtime=config_lib.RuntimeConfig(model_dir="/unused"))
   lines = []
   result = dry_run.dry_run(cfg, tf.distribute.get_strategy(), printer=lines.append)

@@ -184,9 +184,16 @@ def test_missing_or_conflicting_sources_are_refused(tmp_path):
   assert "no class sub-folders" in cli.one_error_line(empty)
   not_prepared = testing.run_cli(cli.tiny_args(tmp_path / "d", "/unused",
                                             "--dataset=imagenet2012",
+                                            "--eval_split=validation",
                                             f"--data_dir={tmp_path / 'empty'}"))
   assert "not prepared under --data_dir" in cli.one_error_line(not_prepared)
-  assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "c")
+  unlabelled = testing.run_cli(cli.tiny_args(tmp_path / "e", "/unused",
+                                          "--dataset=imagenet2012",
+                                          f"--data_dir={tmp_path / 'empty'}"))
+  assert ("--eval_split='test': imagenet2012's 'test' split has no labels"
+          in cli.one_error_line(unlabelled))
+  for refused in "acde":
+    assert not os.path.exists(tmp_path / refused)
 
 
 def test_untrained_classifier_gets_no_number(tmp_path, fake_data):

@@ -132,6 +132,7 @@ def load_source(data_config: DataConfig) -> Source:
   """
   d = data_config
   check_given_locations(d)
+  check_labelled_splits(d)
   name = d.dataset
   if d.image_dir:
     source = image_folder.load_image_folder(d)
@@ -177,14 +178,34 @@ class DatasetMetadata:
   origin: str
 
 
-# Published split sizes (TFDS catalog) of the datasets the experiments name.
+# Published split sizes (TFDS catalog) of the datasets the experiments name:
+# ({split: examples}, classes, channels).
 _KNOWN = {
-    "fashion_mnist": (60000, 10000, 10, 1),
-    "mnist": (60000, 10000, 10, 1),
-    "cifar10": (50000, 10000, 10, 3),
-    "cifar100": (50000, 10000, 100, 3),
-    "imagenet2012": (1281167, 50000, 1000, 3),
+    "fashion_mnist": ({"train": 60000, "test": 10000}, 10, 1),
+    "mnist": ({"train": 60000, "test": 10000}, 10, 1),
+    "cifar10": ({"train": 50000, "test": 10000}, 10, 3),
+    "cifar100": ({"train": 50000, "test": 10000}, 100, 3),
+    "imagenet2012": ({"train": 1281167, "validation": 50000, "test": 100000}, 1000, 3),
 }
+# Splits TFDS ships without labels (every label -1): nothing to train or score on.
+_UNLABELLED = {"imagenet2012": ("test",)}
+
+
+def check_labelled_splits(data_config: DataConfig) -> None:
+  """Refuses a --train_split/--eval_split naming a split TFDS ships unlabelled.
+
+  imagenet2012's "test" split has label -1 on every image: evaluating on it would
+  score 0% (and train on it, learn nothing) without an error.
+
+  Raises:
+    ConfigError: such a split.
+  """
+  d = data_config
+  for flag, split in (("train_split", d.train_split), ("eval_split", d.eval_split)):
+    names = {part.split("[")[0].strip() for part in split.split("+")}
+    for name in sorted(names.intersection(_UNLABELLED.get(d.dataset, ()))):
+      raise ConfigError(f"--{flag}={split!r}: {d.dataset}'s {name!r} split has no "
+                        "labels (TFDS gives -1); evaluate on 'validation'")
 
 
 def dataset_metadata(data_config: DataConfig) -> DatasetMetadata:
@@ -192,7 +213,8 @@ def dataset_metadata(data_config: DataConfig) -> DatasetMetadata:
 
   An image folder is listed, a TFDS dataset prepared under --data_dir gives its
   own split sizes, and the datasets of the experiment files have their catalog
-  sizes.
+  sizes, sliced as --train_split/--eval_split say (e.g. train[:90%]: 54,000 of
+  Fashion-MNIST's 60,000).
 
   Args:
     data_config: the run's data configuration.
@@ -202,11 +224,13 @@ def dataset_metadata(data_config: DataConfig) -> DatasetMetadata:
 
   Raises:
     ConfigError: a given local location does not exist (remote ones are not
-      checked: a dry run plans a pod's run on a laptop), or a dataset neither
-      prepared nor in the catalog table.
+      checked: a dry run plans a pod's run on a laptop), a dataset neither
+      prepared nor in the catalog table, a split it does not have or an unlabelled
+      one.
   """
   d = data_config
   check_given_locations(d, remote=False)
+  check_labelled_splits(d)
   if d.image_dir:
     source = image_folder.load_image_folder(d)
     return DatasetMetadata(IMAGE_FOLDER, source.num_train, source.num_eval,
@@ -219,7 +243,12 @@ def dataset_metadata(data_config: DataConfig) -> DatasetMetadata:
     raise ConfigError(f"--dataset={d.dataset!r}: not prepared under --data_dir="
                       f"{d.data_dir!r} and its sizes are unknown; known: "
                       f"{', '.join(sorted(_KNOWN))}")
-  train, evaluation, classes, channels = _KNOWN[d.dataset]
+  sizes, classes, channels = _KNOWN[d.dataset]
+  where = f"{d.dataset} has splits {', '.join(sizes)}"
+  train, evaluation = (
+      sum((sizes[p.splitname] if p.to is None else p.to) - (p.from_ or 0)
+          for p in memory.split_parts(flag, split, sizes, where))
+      for flag, split in (("train_split", d.train_split), ("eval_split", d.eval_split)))
   if d.num_train_examples:
     train = min(train, d.num_train_examples)
   if d.num_eval_examples:

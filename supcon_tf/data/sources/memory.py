@@ -11,7 +11,7 @@ import dataclasses
 import gzip
 import os
 import struct
-from typing import ClassVar, Tuple
+from typing import ClassVar, Dict, Tuple
 
 import numpy as np
 
@@ -90,6 +90,29 @@ def subset(source: InMemorySource, num_train: int, num_eval: int) -> InMemorySou
       test_labels=cut(source.test_labels, num_eval))
 
 
+def split_parts(flag: str, split: str, sizes: Dict[str, int], where: str) -> list:
+  """The absolute [from, to) ranges of a TFDS-style split over named split sizes.
+
+  Args:
+    flag: the flag that gave the split (for the message).
+    split: e.g. "train[:90%]" or "train+test[:50%]".
+    sizes: {split name: examples}.
+    where: which splits exist, for the message.
+
+  Returns:
+    TFDS's absolute instructions (`.splitname`, `.from_`, `.to`).
+
+  Raises:
+    ConfigError: a split the syntax or the names do not allow.
+  """
+  import types  # pylint: disable=g-import-not-at-top
+  infos = {k: types.SimpleNamespace(name=k, num_examples=n) for k, n in sizes.items()}
+  try:
+    return tfds_stream.read_instruction(split).to_absolute(infos)
+  except (ValueError, AssertionError) as e:
+    raise ConfigError(f"--{flag}={split!r}: {str(e).splitlines()[0]} ({where})") from None
+
+
 def select_splits(source: InMemorySource, train_split: str,
                   eval_split: str) -> InMemorySource:
   """The TFDS-style splits (e.g. "train[:90%]", "train[90%:]") of a source's two.
@@ -110,18 +133,13 @@ def select_splits(source: InMemorySource, train_split: str,
   """
   if (train_split, eval_split) == ("train", "test"):
     return source
-  import types  # pylint: disable=g-import-not-at-top
   arrays = {"train": (source.train_images, source.train_labels),
             "test": (source.test_images, source.test_labels)}
-  infos = {k: types.SimpleNamespace(name=k, num_examples=len(v[1]))
-           for k, v in arrays.items()}
+  sizes = {k: len(v[1]) for k, v in arrays.items()}
   chosen = []
   for flag, split in (("train_split", train_split), ("eval_split", eval_split)):
-    try:
-      parts = tfds_stream.read_instruction(split).to_absolute(infos)
-    except (ValueError, AssertionError) as e:
-      raise ConfigError(f"--{flag}={split!r}: {str(e).splitlines()[0]} (the "
-                        f"{source.name} idx files have splits train and test)") from None
+    parts = split_parts(flag, split, sizes,
+                        f"the {source.name} idx files have splits train and test")
     images = np.concatenate([arrays[p.splitname][0][p.from_:p.to] for p in parts])
     labels = np.concatenate([arrays[p.splitname][1][p.from_:p.to] for p in parts])
     if not len(labels):

@@ -19,7 +19,7 @@ def test_load_source_errors(tmp_path):
   with pytest.raises(ConfigError, match="not found"):
     sources.load_source(DataConfig(fashion_mnist_dir=str(tmp_path)))
   with pytest.raises(ConfigError, match="not prepared under --data_dir"):
-    sources.load_source(DataConfig(dataset="imagenet2012"))
+    sources.load_source(DataConfig(dataset="imagenet2012", eval_split="validation"))
 
 
 def test_given_data_locations_that_do_not_exist_are_refused(tmp_path):
@@ -85,18 +85,44 @@ def test_cifar_streams_when_memory_budget_is_zero(tmp_path, monkeypatch):
   assert batch["views"].shape == (8, 2, 32, 32, 3)
 
 
-@pytest.mark.parametrize("dataset, sizes", [
-    ("imagenet2012", (1281167, 50000, 1000, 3)), ("fashion_mnist", (60000, 10000, 10, 1)),
-    ("cifar100", (50000, 10000, 100, 3))])
-def test_dataset_metadata_of_the_catalog(dataset, sizes):
-  meta = sources.dataset_metadata(DataConfig(dataset=dataset))
+@pytest.mark.parametrize("dataset, eval_split, sizes", [
+    ("imagenet2012", "validation", (1281167, 50000, 1000, 3)),
+    ("fashion_mnist", "test", (60000, 10000, 10, 1)),
+    ("cifar100", "test", (50000, 10000, 100, 3))])
+def test_dataset_metadata_of_the_catalog(dataset, eval_split, sizes):
+  meta = sources.dataset_metadata(DataConfig(dataset=dataset, eval_split=eval_split))
   assert (meta.num_train, meta.num_eval, meta.num_classes, meta.channels) == sizes
   assert meta.name == dataset and meta.origin == "the TFDS catalog"
-  cut = sources.dataset_metadata(DataConfig(dataset=dataset, num_train_examples=100,
-                                            num_eval_examples=7))
+  cut = sources.dataset_metadata(DataConfig(dataset=dataset, eval_split=eval_split,
+                                            num_train_examples=100, num_eval_examples=7))
   assert (cut.num_train, cut.num_eval) == (100, 7)
   with pytest.raises(ConfigError, match="sizes are unknown"):
     sources.dataset_metadata(DataConfig(dataset="svhn_cropped"))
+
+
+def test_dataset_metadata_slices_the_catalog_splits_as_tfds_does():
+  # The study's validation split: what a dry run plans is what training reads.
+  held_out = DataConfig(train_split="train[:90%]", eval_split="train[90%:]")
+  meta = sources.dataset_metadata(held_out)
+  assert (meta.num_train, meta.num_eval) == (54000, 6000)
+  both = sources.dataset_metadata(DataConfig(dataset="cifar10",
+                                             train_split="train+test[:50%]"))
+  assert both.num_train == 55000
+  with pytest.raises(ConfigError, match=r"^--eval_split='validation': .*"
+                     r"\(fashion_mnist has splits train, test\)$"):
+    sources.dataset_metadata(DataConfig(eval_split="validation"))
+
+
+@pytest.mark.parametrize("flag", ["train_split", "eval_split"])
+def test_unlabelled_imagenet_test_split_is_refused_before_reading(flag, tmp_path):
+  cfg = DataConfig(dataset="imagenet2012", data_dir=str(tmp_path),
+                   **{"eval_split": "validation", flag: "test[:10%]"})
+  message = (f"--{flag}='test[:10%]': imagenet2012's 'test' split has no labels "
+             "(TFDS gives -1); evaluate on 'validation'")
+  for check in (sources.dataset_metadata, sources.load_source):  # dry run, training
+    with pytest.raises(ConfigError) as e:
+      check(cfg)
+    assert str(e.value) == message
 
 
 def test_every_source_kind_satisfies_the_protocol(tmp_path, fake_data):
