@@ -242,6 +242,10 @@ class StageConfig:
     return self.contrastive_loss_weight > 0 or (self.cross_entropy_loss_weight > 0 and
                                                 not stop_gradient_before_classifier)
 
+  def views(self, num_views: int) -> int:
+    """Views per image in the stage's batches: --num_views with a contrastive loss, else 1."""
+    return num_views if self.contrastive_loss_weight > 0 else 1
+
 
 def _stage_1_default():
   return StageConfig(epochs=700, warmup_epochs=12, base_learning_rate=0.3,

@@ -288,18 +288,23 @@ def encoder_passes(run: Run) -> Optional[Tuple[float, float, float, float]]:
     (steps_per_epoch, stage-1 steps, stage-1 views, stage-2 views), or None when a
     stage is given in steps or the final step is unknown (plot against the step).
   """
-  stages = [run.config.get(k) or {} for k in ("stage_1", "stage_2")]
-  if any(s.get("steps", 0) > 0 for s in stages):
+  if not run.config:
     return None
-  epochs = [float(s.get("epochs", 0.0)) for s in stages]
+  try:
+    cfg = config_lib.Config.from_dict(run.config)
+  except ValueError:
+    return None
+  stages = (cfg.stage_1, cfg.stage_2)
+  if any(s.steps > 0 for s in stages):
+    return None
+  epochs = sum(s.epochs for s in stages)
   training = run.results.get("training") or {}
   total = training.get("global_step") or run.global_step
-  if not total or sum(epochs) <= 0:
+  if not total or epochs <= 0:
     return None
-  per_epoch = total / sum(epochs)
-  views = [int((run.config.get("data") or {}).get("num_views", 2))
-           if s.get("contrastive_loss_weight", 0.0) > 0 else 1 for s in stages]
-  return per_epoch, round(epochs[0] * per_epoch), float(views[0]), float(views[1])
+  per_epoch = total / epochs
+  return (per_epoch, round(cfg.stage_1.epochs * per_epoch),
+          *(float(s.views(cfg.data.num_views)) for s in stages))
 
 
 def to_passes(steps: np.ndarray, mapping: Tuple[float, float, float, float]) -> np.ndarray:

@@ -132,8 +132,8 @@ def plan_stages(cfg: config_lib.Config, num_train_examples: int,
       raise config_lib.ConfigError(
           f"--batch_size={cfg.runtime.batch_size} is larger than the "
           f"{num_train_examples} training examples")
-    views = cfg.data.num_views if stage.contrastive_loss_weight > 0 else 1
-    plans.append(StagePlan(index, stage, first, steps, spe, views, stage.trains_encoder(
+    plans.append(StagePlan(index, stage, first, steps, spe, stage.views(cfg.data.num_views),
+                           stage.trains_encoder(
         cfg.model.stop_gradient_before_classification_head)))
     first += steps
   return plans
