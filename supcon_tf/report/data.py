@@ -242,6 +242,12 @@ def stability_axes(runs: Sequence[Run]) -> Dict[str, Dict[str, List[Run]]]:
           for name, axis in sorted(axes.items())}
 
 
+def stability_panels(runs: Sequence[Run]) -> List[Tuple[str, Dict[str, List[Run]]]]:
+  """What the stability figure and table show: [(axis, {method: runs})] for each
+  axis of `stability_axes`, then ("all settings", every run by method)."""
+  return list(stability_axes(runs).items()) + [("all settings", by_method(runs))]
+
+
 # ------------------------------------------------------------------ curves
 LOSS, TRAIN_ACCURACY, KNN_TOP_1 = "loss", "train_accuracy", "knn_top_1"
 

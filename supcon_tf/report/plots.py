@@ -210,8 +210,7 @@ def stability(runs: Sequence[data.Run], path: str,
   if not runs:
     raise data.MissingData("no --stability_model_dirs given")
   palette = palette or colors(runs)
-  panels = list(data.stability_axes(runs).items()) + [("all settings",
-                                                        data.by_method(runs))]
+  panels = data.stability_panels(runs)
   width = sum(0.6 + 0.9 * len(groups) for _, groups in panels)
   fig, axes = _figure(max(width, 3.5), 3.6, len(panels))
   for ax, (name, groups) in zip(axes, panels):

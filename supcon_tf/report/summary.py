@@ -121,8 +121,7 @@ def stability_table(runs: Sequence[data.Run]) -> str:
   Returns:
     The table's lines, joined.
   """
-  panels = list(data.stability_axes(runs).items()) + [("all settings",
-                                                        data.by_method(runs))]
+  panels = data.stability_panels(runs)
   lines = ["| hyperparameter | method | settings | mean top-1 (%) | lowest (%) | "
            "highest (%) | spread (pts) |", "|" + "---|" * 7]
   for axis, groups in panels:
